@@ -1,0 +1,206 @@
+"""Configuration: defaults < model YAML < ``--config`` YAML < command-line flags (RecStudio's order).
+
+The plugin's config is a dict of groups::
+
+    data:  dataset options (max_seq_len)
+    model: the backbone's hyper-parameters (passed to RecStudio's model config, either flavour)
+    train: how one model is trained and evaluated (regime, epochs, patience, device, seed, ...)
+    rsir:  the self-improving loop and the generator (rounds, m, p, tau, fidelity, ...)
+
+plus the top-level keys ``model_name``, ``dataset``, ``augment`` and ``output``.
+
+Flags: ``--group.key value`` sets one key; ``--key value`` works when ``key`` belongs to exactly one
+group (``--epochs 5``, ``--batch_size 256``, ``--tau 10``); values are parsed as YAML scalars.
+"""
+import copy
+import os
+
+import yaml
+
+from .errors import UserError
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+DEFAULTS = {
+    'model_name': 'SASRec',
+    'dataset': 'embedded',
+    'augment': 'none',            # none | rsir
+    'output': None,               # default: runs/<model>-<dataset>-<augment>-seed<seed>
+    'data': {
+        'max_seq_len': 50,
+    },
+    'model': {},
+    'train': {
+        'regime': 'user',         # user (one row per user, sampled softmax) | prefix (RecStudio's own)
+        'epochs': 200,
+        'patience': 10,           # early stopping on validation NDCG@20, in evaluations
+        'eval_every': 1,
+        'batch_size': 256,
+        'eval_batch_size': 256,
+        'learning_rate': 0.001,
+        'weight_decay': 0.0,
+        'num_negatives': 256,     # user regime: sampled-softmax negatives per row
+        'negative_count': 1,      # prefix regime: RecStudio's negatives per row
+        'seed': 2022,
+        'device': 'cpu',
+        'num_threads': None,      # default: the number of CPU cores
+    },
+    'rsir': {
+        'rounds': 1,              # K: number of generate-and-retrain rounds after round 0
+        'm': 5,                   # trajectories per source sequence
+        'p': 0.5,                 # probability that a step's pool is the user's own items
+        'tau': 20,                # fidelity rank threshold
+        'fidelity': 'on',         # on | off (ablation: accept every step)
+        'min_len': 3,
+        'max_len': None,          # default: data.max_seq_len
+        'decoding': 'greedy',     # greedy | sample (top-k sampling with temperature)
+        'top_k': 10,
+        'temperature': 1.0,
+        'seed_prefix': 'first',   # first | random (random prefix length j in [1, len-1])
+        'keep_failed_step': False,
+        'generate_from': 'all',   # all | real
+        'batch_size': 1024,       # source trajectories per generation batch
+        'memory_mb': 512,         # budget for [batch, items] score tensors; the item dim is chunked
+        'seed': 0,
+        'teacher': None,          # backbone that generates (default: the trained backbone)
+        'teacher_ckpt': None,
+    },
+}
+
+CHOICES = {
+    ('augment',): ('none', 'rsir'),
+    ('train', 'regime'): ('user', 'prefix'),
+    ('rsir', 'fidelity'): ('on', 'off'),
+    ('rsir', 'decoding'): ('greedy', 'sample'),
+    ('rsir', 'seed_prefix'): ('first', 'random'),
+    ('rsir', 'generate_from'): ('all', 'real'),
+}
+TOP_LEVEL = ('model_name', 'dataset', 'augment', 'output')
+GROUPS = ('data', 'model', 'train', 'rsir')
+
+
+def deep_update(base, new, where):
+    for k, v in (new or {}).items():
+        if k in GROUPS:
+            if not isinstance(v, dict):
+                raise UserError(f'{where}: `{k}` must be a mapping of options')
+            base.setdefault(k, {})
+            for kk, vv in v.items():
+                if k not in ('model',) and kk not in DEFAULTS[k]:
+                    raise UserError(f'{where}: unknown option {k}.{kk}; accepted: {", ".join(sorted(DEFAULTS[k]))}')
+                base[k][kk] = vv
+        elif k in TOP_LEVEL:
+            base[k] = v
+        else:
+            raise UserError(f'{where}: unknown key `{k}`; accepted: {", ".join(TOP_LEVEL + GROUPS)}')
+    return base
+
+
+def load_yaml(path):
+    if not os.path.exists(path):
+        raise UserError(f'--config {path}: no such file')
+    try:
+        with open(path) as f:
+            obj = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        line = f':{mark.line + 1}' if mark is not None else ''
+        raise UserError(f'{path}{line}: invalid YAML ({getattr(e, "problem", e)})') from None
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise UserError(f'{path}: a config file must be a mapping of groups (data/model/train/rsir)')
+    return obj
+
+
+def model_yaml(name):
+    """The plugin's default YAML for a model name, if it has one (``model_configs/<name>.yaml``)."""
+    path = os.path.join(PACKAGE_DIR, 'model_configs', f'{name.lower()}.yaml')
+    return load_yaml(path) if os.path.exists(path) else {}
+
+
+def parse_value(text):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def flag_target(key):
+    """Map a flag name to (group, key); raises UserError with the accepted names."""
+    if '.' in key:
+        group, k = key.split('.', 1)
+        if group not in GROUPS:
+            raise UserError(f'--{key}: unknown group `{group}`; accepted: {", ".join(GROUPS)}')
+        if group != 'model' and k not in DEFAULTS[group]:
+            raise UserError(f'--{key}: unknown option; accepted {group} options: {", ".join(sorted(DEFAULTS[group]))}')
+        return group, k
+    owners = [g for g in ('train', 'data', 'rsir') if key in DEFAULTS[g]]
+    if len(owners) == 1:
+        return owners[0], key
+    if len(owners) > 1:
+        return owners[0], key  # train wins (e.g. --seed, --batch_size): use --rsir.<key> for the other
+    return 'model', key        # anything else is a backbone hyper-parameter (checked against the host)
+
+
+def resolve(model_name=None, config_path=None, flags=None, top=None):
+    """Merge defaults < model YAML < config file < flags. ``top`` sets top-level keys (-m/-d/...)."""
+    cfg = copy.deepcopy(DEFAULTS)
+    file_cfg = load_yaml(config_path) if config_path else {}
+    name = (top or {}).get('model_name') or model_name or file_cfg.get('model_name') or cfg['model_name']
+    deep_update(cfg, model_yaml(name), f'model YAML for {name}')
+    deep_update(cfg, file_cfg, config_path or '')
+    for key, value in (flags or {}).items():
+        g, k = flag_target(key)
+        cfg[g][k] = value
+    for k, v in (top or {}).items():
+        if v is not None:
+            cfg[k] = v
+    cfg['model_name'] = name
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg):
+    for path, allowed in CHOICES.items():
+        v = cfg
+        for p in path:
+            v = v[p]
+        if v not in allowed:
+            raise UserError(f'{".".join(path)}: {v!r} is not one of {", ".join(allowed)}')
+    r, t = cfg['rsir'], cfg['train']
+    _check(0.0 <= float(r['p']) <= 1.0, 'rsir.p', r['p'], 'a probability in [0, 1]')
+    _check(_is_int(r['m']) and r['m'] >= 1, 'rsir.m', r['m'], 'an integer >= 1')
+    _check(_is_int(r['rounds']) and r['rounds'] >= 0, 'rsir.rounds', r['rounds'], 'an integer >= 0')
+    _check(r['tau'] in ('inf', float('inf')) or (_is_int(r['tau']) and r['tau'] >= 1), 'rsir.tau', r['tau'],
+           'an integer >= 1 or inf')
+    _check(_is_int(r['min_len']) and r['min_len'] >= 2, 'rsir.min_len', r['min_len'], 'an integer >= 2')
+    _check(_is_int(r['top_k']) and r['top_k'] >= 1, 'rsir.top_k', r['top_k'], 'an integer >= 1')
+    _check(float(r['temperature']) > 0, 'rsir.temperature', r['temperature'], 'a number > 0')
+    _check(_is_int(t['epochs']) and t['epochs'] >= 0, 'train.epochs', t['epochs'], 'an integer >= 0')
+    _check(_is_int(t['batch_size']) and t['batch_size'] >= 1, 'train.batch_size', t['batch_size'], 'an integer >= 1')
+    _check(_is_int(t['patience']) and t['patience'] >= 1, 'train.patience', t['patience'], 'an integer >= 1')
+    _check(_is_int(cfg['data']['max_seq_len']) and cfg['data']['max_seq_len'] >= 2, 'data.max_seq_len',
+           cfg['data']['max_seq_len'], 'an integer >= 2')
+    dev = str(t['device'])
+    _check(dev == 'cpu' or dev == 'cuda' or dev.startswith('cuda:'), 'train.device', dev, 'cpu, cuda or cuda:N')
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check(ok, name, value, what):
+    if not ok:
+        raise UserError(f'{name}: {value!r} is not valid; expected {what}')
+
+
+def tau_value(cfg_rsir):
+    """tau as a number; fidelity off means every step is accepted (tau = inf)."""
+    if cfg_rsir['fidelity'] == 'off' or cfg_rsir['tau'] in ('inf', float('inf')):
+        return float('inf')
+    return int(cfg_rsir['tau'])
+
+
+def dump(cfg):
+    return yaml.safe_dump(cfg, sort_keys=False)

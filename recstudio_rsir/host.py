@@ -1,0 +1,395 @@
+"""The host layer: everything that knows which RecStudio is installed lives here, and only here.
+
+Two flavours exist (see ``docs/host.md``):
+
+* ``pypi``   -- ``recstudio==0.0.2a1`` from PyPI (2022): one flat config dict.
+* ``source`` -- the GitHub source of ustcml/RecStudio (2024): config groups ``data/model/train/eval``.
+
+They are told apart by feature (both install as dist version 0.0.2a1): the PyPI wheel has
+``recstudio.data.dataset.MFDataset`` and no ``TripletDataset``.
+
+The rest of the package calls only these functions:
+
+=========================  =====================================================================
+``flavour()``              'pypi' or 'source'
+``apply_shims()``          the minimal fixes for Python 3.11 / missing dgl (idempotent)
+``model_class(name)``      (class, host default config) -- plugin registry first, then RecStudio
+``load_dataset(...)``      a pristine, loaded-but-unbuilt RecStudio dataset
+``build(...)``             train/val/test, with synthetic training-only rows appended
+``construct(...)``         a model whose modules exist (``_init_model`` done), on a device
+``encode_last(model, b)``  query vectors ``[B, D]`` (eval mode)
+``encode_all(model, b)``   per-position vectors ``[B, L, D]`` (training, every position)
+``item_scores(model, q)``  scores ``[B, num_items]`` over every item id, column 0 (padding) = -inf
+=========================  =====================================================================
+"""
+import copy
+import importlib
+import importlib.util
+import inspect
+import logging
+import os
+import sys
+import types
+
+import torch
+
+from .errors import UserError
+
+log = logging.getLogger('recstudio_rsir')
+
+_SHIMS_APPLIED = False
+
+# Keys of the plugin's flat ``train``/``model`` groups that RecStudio itself reads, by flavour group.
+HOST_TRAIN_KEYS = ('learning_rate', 'weight_decay', 'learner', 'scheduler', 'epochs', 'batch_size',
+                   'eval_batch_size', 'seed', 'num_threads', 'early_stop_patience')
+
+
+# ----------------------------------------------------------------------------- flavour and shims
+
+def _import_recstudio():
+    try:
+        import recstudio  # noqa: F401
+    except ImportError as e:
+        raise UserError('RecStudio is not installed: run `make install` (pip install --no-deps '
+                        'recstudio==0.0.2a1) or install the GitHub source') from e
+    return sys.modules['recstudio']
+
+
+def flavour():
+    """'pypi' (flat config, 0.0.2a1 wheel) or 'source' (nested config, GitHub source)."""
+    apply_shims()
+    ds = importlib.import_module('recstudio.data.dataset')
+    return 'source' if hasattr(ds, 'TripletDataset') else 'pypi'
+
+
+def is_nested(config):
+    """True for a source-flavour (nested) config dict."""
+    return isinstance(config.get('train'), dict) and isinstance(config.get('model'), dict)
+
+
+_DGL_MESSAGE = ('this model needs the `dgl` package (graph models); it is not installed. Install dgl for '
+                'your torch version, or use a sequential model (SASRec, CL4SRec, HSTU, GRU4Rec, ...)')
+
+
+class _MissingDGLName:
+    """Any name looked up in the placeholder ``dgl``: fine in annotations, an error when used."""
+
+    def __init__(self, path):
+        self._path = path
+
+    def __getattr__(self, name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        return _MissingDGLName(f'{self._path}.{name}')
+
+    def __call__(self, *args, **kwargs):
+        raise UserError(f'{self._path}: {_DGL_MESSAGE}')
+
+
+class _MissingDGL(types.ModuleType):
+    """Stands in for ``dgl`` so that ``recstudio.model.module`` imports without it.
+
+    RecStudio imports dgl for every model (``graphmodule.py``: ``import dgl``); sequential models never
+    use it.  Calling anything in it raises a clear error instead of an AttributeError deep inside a
+    graph model.
+    """
+
+    def __getattr__(self, name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        return _MissingDGLName(f'{self.__name__}.{name}')
+
+
+def apply_shims():
+    """Apply, once, only the shims the installed stack needs.
+
+    * Python 3.11 removed ``inspect.getargspec``; the PyPI flavour's training loop calls it
+      (``AttributeError: module 'inspect' has no attribute 'getargspec'``) -> alias to getfullargspec.
+    * ``recstudio/model/module/graphmodule.py`` does ``import dgl`` for every model; without dgl
+      (no Python 3.11 wheel of the pinned dgl-cu102) nothing imports -> placeholder modules that fail
+      clearly when a graph model actually touches dgl.
+    * pandas >= 3 makes ``_fill_nan`` a silent no-op and the dataset build fails with "cannot convert
+      to int64 ... missing values" -> refuse with a clear message (the plugin pins pandas<3).
+    """
+    global _SHIMS_APPLIED
+    if _SHIMS_APPLIED:
+        return
+    if not hasattr(inspect, 'getargspec'):
+        inspect.getargspec = inspect.getfullargspec
+    if importlib.util.find_spec('dgl') is None and 'dgl' not in sys.modules:
+        for name in ('dgl', 'dgl.nn', 'dgl.nn.pytorch', 'dgl.nn.pytorch.conv', 'dgl.function'):
+            mod = _MissingDGL(name)
+            mod.__path__ = []  # a package, so that submodule imports resolve to the entries above
+            sys.modules[name] = mod
+            if '.' in name:  # `import dgl.nn.pytorch.conv as x` walks the attributes
+                parent, child = name.rsplit('.', 1)
+                setattr(sys.modules[parent], child, mod)
+    import pandas
+    if int(pandas.__version__.split('.')[0]) >= 3:
+        raise UserError(f'pandas {pandas.__version__} breaks RecStudio\'s data layer (fillna inplace is a '
+                        'no-op on pandas 3); install pandas<3 (pip install "pandas<3")')
+    _import_recstudio()
+    logging.getLogger('recstudio').setLevel(logging.ERROR)
+    _SHIMS_APPLIED = True
+
+
+# ----------------------------------------------------------------------------- models
+
+def host_model_names():
+    """Names of RecStudio's own sequential models (for error messages)."""
+    apply_shims()
+    import recstudio.model.seq as seq
+    folder = os.path.dirname(seq.__file__)
+    names = []
+    for f in sorted(os.listdir(folder)):
+        if f.endswith('.py') and not f.startswith('_'):
+            mod = importlib.import_module(f'recstudio.model.seq.{f[:-3]}')
+            names += [n for n, c in vars(mod).items()
+                      if isinstance(c, type) and n.lower() == f[:-3] and hasattr(c, '_get_dataset_class')]
+    return names
+
+
+def host_model_class(name):
+    """(class, host default config) from RecStudio's own ``get_model``."""
+    apply_shims()
+    from recstudio.utils import get_model
+    try:
+        return get_model(name)
+    except (ValueError, AttributeError, ModuleNotFoundError):
+        return None
+
+
+def merge_host_config(host_conf, model_group, train_group, max_seq_len):
+    """The plugin's ``model``/``train`` groups written into a host config of either shape.
+
+    Flat (pypi): every key at top level.  Nested (source): model keys under ``model``, training keys
+    under ``train``; ``embed_dim`` lives in ``model`` there.  The device is always left to the plugin
+    (``gpu: None``): the model is moved by :func:`construct`.
+    """
+    conf = copy.deepcopy(host_conf)
+    train = {k: train_group[k] for k in HOST_TRAIN_KEYS if k in train_group}
+    if train_group.get('patience') is not None:
+        train['early_stop_patience'] = train_group['patience']
+    if is_nested(conf):
+        conf['model'].update(model_group)
+        conf['train'].update(train)
+        conf['train']['gpu'] = None
+        conf.setdefault('data', {})['max_seq_len'] = max_seq_len
+    else:
+        conf.update(model_group)
+        conf.update(train)
+        conf['gpu'] = None
+        conf['max_seq_len'] = max_seq_len
+    return conf
+
+
+def config_value(config, key, group=None):
+    """Read ``key`` from a host config of either shape (``group`` names the nested group)."""
+    if is_nested(config):
+        if group is not None and key in config.get(group, {}):
+            return config[group][key]
+        for g in ('model', 'train', 'eval', 'data'):
+            if key in config.get(g, {}):
+                return config[g][key]
+        return config.get(key)
+    return config.get(key)
+
+
+def construct(model_cls, host_conf, train_data, device):
+    """Instantiate a RecStudio model and create its modules without starting the host's fit().
+
+    The host's ``fit`` builds the modules in ``_init_model(train_data)`` and initialises them in
+    ``_init_parameter()``; we call the same two hooks, then move the model to ``device``.
+    Note that RecStudio re-seeds every global RNG from the config seed here.
+    """
+    apply_shims()
+    model = model_cls(host_conf)
+    model._init_model(train_data)
+    model._init_parameter()
+    model.to(device)
+    return model
+
+
+# ----------------------------------------------------------------------------- datasets
+
+def dataset_config(name, folder, max_seq_len):
+    """Dataset config for local atomic files (``folder/<name>.inter``) valid for both flavours."""
+    apply_shims()
+    from recstudio.utils.utils import get_dataset_default_config, parser_yaml
+    import recstudio.data as rdata
+    conf = parser_yaml(os.path.join(os.path.dirname(rdata.__file__), 'config', 'all.yaml'))
+    if folder is None:  # a RecStudio dataset name
+        own = get_dataset_default_config(name)
+        if not own:
+            raise UserError(f'-d {name}: not a file, folder or known RecStudio dataset; accepted: embedded[:SEED], '
+                            'a sequence file (.txt/.gz), a .csv/.tsv file, a folder of atomic files, or one of '
+                            f'{sorted(f[:-5] for f in os.listdir(os.path.dirname(rdata.__file__) + "/config") if f != "all.yaml")}')
+        conf.update(own)
+    else:
+        conf.update({
+            'url': folder, 'inter_feat_name': f'{name}.inter',
+            'inter_feat_field': ['user_id:token', 'item_id:token', 'timestamp:float'],
+            'inter_feat_header': 0, 'rating_field': None, 'user_feat_name': None, 'item_feat_name': None,
+            'network_feat_name': None, 'field_separator': '\t', 'min_user_inter': 0, 'min_item_inter': 0,
+            'float_field_preprocess': None, 'save_cache': False,
+        })
+    conf['max_seq_len'] = int(max_seq_len)
+    return conf
+
+
+def load_dataset(dataset_cls, name, config, cache_dir):
+    """Load a dataset without building splits. ``cache_dir`` replaces RecStudio's './.recstudio/'."""
+    apply_shims()
+    import recstudio.utils.utils as uu
+    # RecStudio looks for '<cache>/<name>/<file>' first; keep that lookup inside our own folder.
+    old = uu.check_valid_dataset.__defaults__
+    uu.check_valid_dataset.__defaults__ = (os.path.join(cache_dir, '.recstudio'),)
+    try:
+        return dataset_cls(name=name, config=config)
+    finally:
+        uu.check_valid_dataset.__defaults__ = old
+
+
+def training_only_class(base_cls):
+    """A subclass of ``base_cls`` whose rows for users ``>= syn_uid_start`` are training-only.
+
+    Every position of a synthetic user goes to the training split; none reaches validation or test.
+    """
+    cache = training_only_class.__dict__.setdefault('_cache', {})
+    if base_cls in cache:
+        return cache[base_cls]
+
+    def _get_data_idx(self, splits):
+        start = getattr(self, 'syn_uid_start', None)
+        if start is None:
+            return base_cls._get_data_idx(self, splits)
+        sp, uids = splits
+        sp = sp.copy()
+        uid_arr = uids.to_numpy() if hasattr(uids, 'to_numpy') else uids
+        syn = uid_arr >= start
+        sp[syn, 1:] = sp[syn, -1:]            # train covers the whole synthetic sequence
+        out = base_cls._get_data_idx(self, (sp, uids))
+        for k in range(1, len(out)):          # no synthetic row in validation or test
+            part = out[k]
+            if part.dim() > 1 and len(part):
+                out[k] = part[part[:, 0] < start]
+        return out
+
+    cls = type(f'TrainOnly{base_cls.__name__}', (base_cls,), {'_get_data_idx': _get_data_idx})
+    cache[base_cls] = cls
+    return cls
+
+
+def user_sequences(ds):
+    """Per-user mapped item-id lists from a loaded (unbuilt) dataset, in user-id order.
+
+    Returns (uids, seqs): uids are the mapped user ids 1..U, seqs[k] the items of uids[k] in time order.
+    """
+    inter = ds.inter_feat
+    users = inter[ds.fuid].to_numpy().astype('int64')
+    items = inter[ds.fiid].to_numpy().astype('int64')
+    uids, seqs = [], []
+    if len(users) == 0:
+        return uids, seqs
+    cut = [0] + [i for i in range(1, len(users)) if users[i] != users[i - 1]] + [len(users)]
+    for a, b in zip(cut[:-1], cut[1:]):
+        uids.append(int(users[a]))
+        seqs.append(items[a:b].tolist())
+    return uids, seqs
+
+
+def append_sequences(ds, sequences):
+    """Append synthetic sequences (lists of mapped item ids) as new users to an unbuilt dataset.
+
+    Each sequence becomes one new user with a fresh token ``syn<k>`` and id ``num_users + k``;
+    timestamps increase along the sequence.  Returns the first synthetic user id.
+    """
+    import numpy as np
+    import pandas as pd
+    start = ds.num_users
+    if not sequences:
+        ds.syn_uid_start = start
+        return start
+    lens = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    uid = np.repeat(np.arange(start, start + len(sequences), dtype=np.int64), lens)
+    item = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences])
+    t = np.concatenate([np.arange(n, dtype=np.float64) for n in lens])
+    rows = {c: None for c in ds.inter_feat.columns}
+    rows[ds.fuid] = uid
+    rows[ds.fiid] = item
+    rows[ds.frating] = np.ones(len(uid))
+    if ds.ftime in rows:
+        rows[ds.ftime] = t
+    extra = pd.DataFrame(rows)[list(ds.inter_feat.columns)]
+    for c in (ds.fuid, ds.fiid):
+        extra[c] = extra[c].astype(ds.inter_feat[c].dtype)
+    ds.inter_feat = pd.concat([ds.inter_feat, extra], ignore_index=True)
+    new_tokens = np.array([f'syn{k}' for k in range(len(sequences))], dtype=object)
+    ds.field2tokens[ds.fuid] = np.concatenate([np.asarray(ds.field2tokens[ds.fuid], dtype=object), new_tokens])
+    tok2idx = dict(ds.field2token2idx[ds.fuid])
+    tok2idx.update({tok: start + k for k, tok in enumerate(new_tokens)})
+    ds.field2token2idx[ds.fuid] = tok2idx
+    pad = pd.DataFrame({ds.fuid: np.arange(start, start + len(sequences))})
+    for c in ds.user_feat.columns:
+        if c != ds.fuid:
+            pad[c] = 0
+    pad[ds.fuid] = pad[ds.fuid].astype(ds.user_feat[ds.fuid].dtype)
+    ds.user_feat = pd.concat([ds.user_feat, pad[list(ds.user_feat.columns)]], ignore_index=True)
+    ds.syn_uid_start = start
+    return start
+
+
+def build(pristine, synthetic=()):
+    """Build train/val/test from a deep copy of ``pristine`` with ``synthetic`` training-only rows.
+
+    ``pristine`` must be loaded with a class from :func:`training_only_class`; it is never modified
+    (RecStudio's ``build`` runs once per object and ``fit`` deletes columns from shared tables).
+    """
+    ds = copy.deepcopy(pristine)
+    append_sequences(ds, list(synthetic))
+    return ds.build(split_ratio=2, rep=True, train_rep=True)
+
+
+# ----------------------------------------------------------------------------- encoding and scoring
+
+def encode_last(model, batch):
+    """Query vectors ``[B, D]`` for a batch with ``in_<item>`` ``[B, L]`` and ``seqlen`` ``[B]``."""
+    return model.query_encoder(model._get_query_feat(batch))
+
+
+def encode_all(model, batch):
+    """Per-position outputs ``[B, L, D]`` (model in training mode), for every-position training.
+
+    Source flavour and plugin models: ``query_encoder(feat, need_pooling=False)``; PyPI SASRec-like
+    encoders: the ``_return_full_seq_training`` switch.
+    """
+    enc = model.query_encoder
+    feat = model._get_query_feat(batch)
+    if 'need_pooling' in inspect.signature(enc.forward).parameters:
+        return enc(feat, need_pooling=False)
+    if hasattr(enc, '_return_full_seq_training'):
+        old = enc._return_full_seq_training
+        enc._return_full_seq_training = True
+        try:
+            out = enc(feat)
+        finally:
+            enc._return_full_seq_training = old
+        if out.dim() == 3:
+            return out
+    raise UserError(f'{type(model).__name__}: its query encoder cannot return every position; '
+                    'use train.regime: prefix for this model')
+
+
+def item_vectors(model, num_items):
+    """Item vectors ``[num_items - 1, D]`` for ids 1..num_items-1 (extra rows such as a mask token
+    are cut off)."""
+    return model._get_item_vector()[: num_items - 1]
+
+
+def item_scores(model, query, num_items, item_vecs=None):
+    """Scores ``[B, num_items]`` of every item id for queries ``[B, D]``; column 0 (padding) is -inf."""
+    if item_vecs is None:
+        item_vecs = item_vectors(model, num_items)
+    s = model.score_func(query, item_vecs)
+    pad = torch.full((s.shape[0], 1), float('-inf'), device=s.device, dtype=s.dtype)
+    return torch.cat([pad, s], dim=1)

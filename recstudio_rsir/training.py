@@ -1,0 +1,257 @@
+"""Training and evaluation of one model: a loop that reads top to bottom, resumable per epoch.
+
+Two training regimes (``train.regime``):
+
+* ``prefix`` -- RecStudio's own: the model's dataset class (one row per prefix for SASRec) and the
+  model's own loss (``model.training_step``; SASRec: BCE with one sampled negative).
+* ``user``   -- the RSIR authors': one row per user (``SeqToSeqDataset``), every position supervised,
+  sampled softmax over ``num_negatives`` uniform negatives that exclude the user's items.
+
+Evaluation is leave-one-out with full ranking over all items, the user's history excluded
+(RecStudio's ``user_hist``: training items for validation, training+validation items for test),
+NDCG@K and Recall@K.  It is the same code on both RecStudio flavours.
+
+Checkpoint dict (``<dir>/train_state.pt``, written atomically after every epoch)::
+
+    {'epoch', 'model', 'optimizer', 'best_score', 'best_epoch', 'bad_epochs', 'history',
+     'rng': {'torch', 'numpy', 'python', 'negatives'}, 'seconds', 'complete'}
+
+and the best weights in ``<dir>/best.pt``.
+"""
+import logging
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import host
+from .atomic import atomic_path
+
+log = logging.getLogger('recstudio_rsir')
+
+KS = (10, 20)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def rank_metrics(scores, target, ks=KS):
+    """Per-row NDCG@k and Recall@k of one target item.
+
+    Args:
+        scores: ``[B, N]`` scores over item ids (history already set to -inf).
+        target: ``[B]`` target item ids.
+    Returns:
+        dict metric -> ``[B]`` float tensor.  rank = 1 + #items scored strictly higher.
+    """
+    t = scores.gather(1, target.view(-1, 1))
+    rank = (scores > t).sum(1) + 1
+    hit_ok = torch.isfinite(t.view(-1))
+    out = {}
+    for k in ks:
+        hit = (rank <= k) & hit_ok
+        out[f'recall@{k}'] = hit.float()
+        out[f'ndcg@{k}'] = torch.where(hit, 1.0 / torch.log2(rank.float() + 1.0), torch.zeros_like(rank, dtype=torch.float))
+    return out
+
+
+def mask_history(scores, user_hist):
+    """Set the scores of ``user_hist`` ``[B, H]`` (0-padded item ids) to -inf, in place."""
+    scores.scatter_(1, user_hist.long(), float('-inf'))
+    return scores
+
+
+@torch.no_grad()
+def evaluate(model, dataset, num_items, batch_size=256, device='cpu', ks=KS):
+    """Full-ranking leave-one-out metrics of ``model`` on a RecStudio val/test split."""
+    was_training = model.training
+    model.eval()
+    item_vecs = host.item_vectors(model, num_items)
+    sums, n = {}, 0
+    for batch in dataset.eval_loader(batch_size=batch_size, num_workers=0):
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        q = host.encode_last(model, batch)
+        scores = mask_history(host.item_scores(model, q, num_items, item_vecs), batch['user_hist'])
+        for k, v in rank_metrics(scores, batch[dataset.fiid], ks).items():
+            sums[k] = sums.get(k, 0.0) + float(v.sum())
+        n += len(q)
+    model.train(was_training)
+    return {k: v / max(n, 1) for k, v in sums.items()} | {'users': n}
+
+
+@torch.no_grad()
+def evaluate_popularity(train_seqs, dataset, num_items, ks=KS):
+    """The popularity baseline (score = training frequency), evaluated exactly like a model."""
+    counts = torch.zeros(num_items)
+    for s in train_seqs:
+        counts.index_add_(0, torch.as_tensor(s, dtype=torch.long), torch.ones(len(s)))
+    counts[0] = float('-inf')
+    sums, n = {}, 0
+    for batch in dataset.eval_loader(batch_size=1024, num_workers=0):
+        scores = mask_history(counts.expand(len(batch['user_hist']), -1).clone(), batch['user_hist'])
+        for k, v in rank_metrics(scores, batch[dataset.fiid], ks).items():
+            sums[k] = sums.get(k, 0.0) + float(v.sum())
+        n += len(scores)
+    return {k: v / max(n, 1) for k, v in sums.items()} | {'users': n}
+
+
+# ----------------------------------------------------------------------------- losses
+
+def pair_logits(model, h, cand):
+    """Scores of candidates per position.
+
+    Args:
+        h: ``[B, L, D]`` per-position query vectors.
+        cand: ``[B, C, D]`` candidate item vectors shared by the positions of a row.
+    Returns:
+        ``[B, L, C]``.  Inner-product and cosine scorers use one batched matmul; any other
+        RecStudio scorer is called on expanded tensors.
+    """
+    name = type(model.score_func).__name__
+    if name == 'InnerProductScorer':
+        return torch.bmm(h, cand.transpose(1, 2))
+    if name == 'CosineScorer':
+        return torch.bmm(F.normalize(h, dim=-1), F.normalize(cand, dim=-1).transpose(1, 2))
+    L = h.shape[1]
+    return model.score_func(h, cand.unsqueeze(1).expand(-1, L, -1, -1))
+
+
+def user_regime_loss(model, batch, fiid, num_items, num_negatives, gen):
+    """Sampled-softmax loss over every position of one-row-per-user batches.
+
+    Args:
+        batch: ``in_<fiid>`` ``[B, L]`` inputs and ``<fiid>`` ``[B, L]`` next-item targets (0 = pad).
+        gen: ``torch.Generator`` (CPU) for the negatives, so that resume is exact.
+    """
+    inp, tgt = batch['in_' + fiid], batch[fiid]
+    B = inp.shape[0]
+    h = host.encode_all(model, batch)                                         # [B, L, D]
+    neg = torch.randint(1, num_items, (B, num_negatives), generator=gen).to(inp.device)  # [B, K]
+    vecs = model.item_encoder.weight if isinstance(model.item_encoder, torch.nn.Embedding) else None
+    if vecs is None:
+        vecs = torch.cat([torch.zeros_like(host.item_vectors(model, num_items)[:1]),
+                          host.item_vectors(model, num_items)])
+    L = h.shape[1]
+    pos = pair_logits(model, h.reshape(B * L, 1, -1), vecs[tgt].reshape(B * L, 1, -1)).view(B, L)  # [B, L]
+    negl = pair_logits(model, h, vecs[neg])                                   # [B, L, K]
+    seq = torch.cat([inp, tgt], 1)                                            # the user's items
+    in_hist = (neg.unsqueeze(2) == seq.unsqueeze(1)).any(2)                   # [B, K]
+    negl = negl.masked_fill(in_hist.unsqueeze(1), float('-inf'))
+    temp = getattr(model, 'temperature', None)
+    logits = torch.cat([pos.unsqueeze(-1), negl], -1)
+    if temp:
+        logits = logits / temp
+    valid = tgt > 0
+    loss = -F.log_softmax(logits, -1)[..., 0]
+    loss = (loss * valid).sum() / valid.sum().clamp(min=1)
+    extra = getattr(model, 'auxiliary_loss', None)
+    if extra is not None:
+        loss = loss + extra(batch)
+    return loss
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def _rng_state(gen):
+    return {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate(),
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            'negatives': gen.get_state()}
+
+
+def _set_rng_state(state, gen):
+    torch.set_rng_state(state['torch'])
+    np.random.set_state(state['numpy'])
+    random.setstate(state['python'])
+    if state.get('cuda') is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+    gen.set_state(state['negatives'])
+
+
+def _save(obj, path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path, map_location='cpu'):
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None):
+    """Train ``model`` with early stopping on validation NDCG@20; resume from ``folder`` if a
+    checkpoint is there.  Leaves the best weights loaded in ``model`` and returns a summary dict.
+
+    cfg keys: regime, epochs, learning_rate, weight_decay, patience, eval_every, num_negatives,
+    batch_size, eval_batch_size, seed.
+    """
+    os.makedirs(folder, exist_ok=True)
+    state_path, best_path = os.path.join(folder, 'train_state.pt'), os.path.join(folder, 'best.pt')
+    num_items = train_data.num_items
+    opt = torch.optim.Adam(model.parameters(), lr=cfg['learning_rate'], weight_decay=cfg.get('weight_decay', 0.0))
+    gen = torch.Generator().manual_seed(int(cfg.get('seed', 0)) + 7919)
+    start_epoch, best, best_epoch, bad, history, seconds = 0, -1.0, -1, 0, [], 0.0
+    if os.path.exists(state_path):
+        st = load_checkpoint(state_path)
+        if st.get('complete'):
+            model.load_state_dict(load_checkpoint(best_path)['model'])
+            return st['summary']
+        model.load_state_dict(st['model'])
+        opt.load_state_dict(st['optimizer'])
+        _set_rng_state(st['rng'], gen)
+        start_epoch, best, best_epoch, bad = st['epoch'] + 1, st['best_score'], st['best_epoch'], st['bad_epochs']
+        history, seconds = st['history'], st['seconds']
+        log.info('resuming training at epoch %d (best val ndcg@20 %.4f at epoch %d)', start_epoch, best, best_epoch)
+
+    metric = cfg.get('val_metric', 'ndcg@20')
+    regime = cfg['regime']
+    for epoch in range(start_epoch, cfg['epochs']):
+        t0 = time.time()
+        model.train()
+        total, nb = 0.0, 0
+        for batch in train_data.train_loader(batch_size=cfg['batch_size'], shuffle=True, num_workers=0):
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            opt.zero_grad()
+            if regime == 'user':
+                loss = user_regime_loss(model, batch, train_data.fiid, num_items, cfg['num_negatives'], gen)
+            else:
+                loss = model.training_step(batch)
+                loss = loss['loss'] if isinstance(loss, dict) else loss
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            nb += 1
+        train_s = time.time() - t0
+        rec = {'epoch': epoch, 'loss': total / max(nb, 1), 'train_seconds': train_s}
+        last = epoch == cfg['epochs'] - 1
+        if (epoch + 1) % cfg.get('eval_every', 1) == 0 or last:
+            val = evaluate(model, val_data, num_items, cfg.get('eval_batch_size', 256), device)
+            rec.update({f'val_{k}': v for k, v in val.items() if k != 'users'})
+            if val[metric] > best:
+                best, best_epoch, bad = val[metric], epoch, 0
+                _save({'model': model.state_dict(), 'epoch': epoch, 'val': val}, best_path)
+            else:
+                bad += 1
+        seconds += time.time() - t0
+        rec['seconds'] = time.time() - t0
+        history.append(rec)
+        if progress:
+            progress(rec)
+        stop = bad >= cfg['patience'] or last
+        _save({'epoch': epoch, 'model': model.state_dict(), 'optimizer': opt.state_dict(), 'best_score': best,
+               'best_epoch': best_epoch, 'bad_epochs': bad, 'history': history, 'rng': _rng_state(gen),
+               'seconds': seconds, 'complete': False}, state_path)
+        if stop:
+            break
+
+    if not os.path.exists(best_path):  # no validation happened (epochs == 0)
+        _save({'model': model.state_dict(), 'epoch': -1, 'val': {}}, best_path)
+    model.load_state_dict(load_checkpoint(best_path)['model'])
+    epochs_run = len(history)
+    summary = {'best_epoch': best_epoch, 'best_val_' + metric: best, 'epochs_run': epochs_run,
+               'train_seconds': seconds, 'seconds_per_epoch': seconds / max(epochs_run, 1),
+               'history': history, 'checkpoint': best_path}
+    _save({'epoch': epochs_run - 1, 'complete': True, 'summary': summary}, state_path)
+    return summary
