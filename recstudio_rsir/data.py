@@ -107,6 +107,22 @@ def read_table_file(path):
     return seqs
 
 
+def read_table_file_atomic(path):
+    """Read a RecStudio ``.inter`` file written by :func:`write_atomic` (tab-separated, header)."""
+    seqs = {}
+    with _open_text(path) as f:
+        f.readline()
+        for lineno, line in enumerate(f, 2):
+            parts = line.rstrip('\n').split('\t')
+            if len(parts) < 2:
+                raise UserError(f'{path}:{lineno}: expected user<TAB>item[<TAB>timestamp]')
+            t = float(parts[2]) if len(parts) > 2 and parts[2] else float(lineno)
+            seqs.setdefault(parts[0], []).append((parts[1], t))
+    for u in seqs:
+        seqs[u].sort(key=lambda p: p[1])
+    return seqs
+
+
 def drop_short_users(seqs, min_len=MIN_LEN, source=''):
     """Drop users with fewer than ``min_len`` items, with one counted warning."""
     kept = {u: s for u, s in seqs.items() if len(s) >= min_len}

@@ -3,7 +3,7 @@
 Rules (``docs/algorithm.md`` and ``../shared/docs/rsir-spec.md`` section 2), per source sequence ``s``
 and each of its ``m`` trajectories::
 
-    ctx    = s[:j]                  j = 1 (seed_prefix: first) or a pre-drawn j in [1, len(s)-1]
+    ctx    = s[:j]                  j = 1 (seed_prefix: first) or a pre-drawn j in [1, min(len(s), max_len) - 1]
     target = set(s) - set(ctx)      the remaining true items
     while len(ctx) < max_len and target:
         pool  = own items of s if own[t, step] else every item;  minus the items already in ctx
@@ -77,7 +77,7 @@ def predraw(sources, cfg: GenConfig):
     if cfg.seed_prefix == 'random':
         u = torch.rand(T, generator=g)
         prefix = 1 + (u * (lens - 1).clamp(min=1).float()).long()   # j in [1, len-1]
-        prefix = torch.minimum(prefix, (lens - 1).clamp(min=1))
+        prefix = torch.minimum(prefix, (lens - 1).clamp(min=1)).clamp(max=max(cfg.max_len - 1, 1))
     else:
         prefix = torch.ones(T, dtype=torch.long)
     uniform = torch.rand(T, cfg.max_len, generator=g)

@@ -116,7 +116,7 @@ def apply_shims():
         return
     if not hasattr(inspect, 'getargspec'):
         inspect.getargspec = inspect.getfullargspec
-    if importlib.util.find_spec('dgl') is None and 'dgl' not in sys.modules:
+    if 'dgl' not in sys.modules and importlib.util.find_spec('dgl') is None:
         for name in ('dgl', 'dgl.nn', 'dgl.nn.pytorch', 'dgl.nn.pytorch.conv', 'dgl.function'):
             mod = _MissingDGL(name)
             mod.__path__ = []  # a package, so that submodule imports resolve to the entries above

@@ -1,0 +1,219 @@
+"""The self-improving loop (``--augment rsir``) and plain training (``--augment none``).
+
+Output folder layout (every file written under a temporary name, then renamed)::
+
+    config.yaml                resolved config
+    dataset/                   converted atomic files
+    round_0/ ... round_K/
+        synthetic.npz          (round >= 1) the synthetic sequences added in this round:
+                               items int32 [total], offsets int64 [n+1]; sequence i is
+                               items[offsets[i]:offsets[i+1]] (RecStudio item ids, see item_tokens.txt)
+        generation.json        generator summary (counts, acceptance, lengths, own-history share, time)
+        train_stats.json       statistics of this round's training rows (real + all synthetic so far)
+        model/best.pt          best checkpoint (validation NDCG@20); model/train_state.pt resume state
+        metrics.json           validation and test metrics + training summary (marks the round done)
+    item_tokens.txt            item id -> original item token (line i = id i)
+    results.json               every round's row + the popularity baseline
+
+Re-running the same command continues from the last completed step.
+"""
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+
+from . import config as C
+from . import data as D
+from . import host, models, training
+from .atomic import atomic_path, read_json, write_json, write_text
+from .errors import UserError
+from .generation import GenConfig, ModelScorer, filter_sequences, generate_batched, predraw
+
+log = logging.getLogger('recstudio_rsir')
+
+METRICS = ('ndcg@10', 'ndcg@20', 'recall@10', 'recall@20')
+
+
+def default_output(cfg):
+    ds = os.path.basename(str(cfg['dataset'])).split('.')[0]
+    return os.path.join('runs', f"{cfg['model_name']}-{ds}-{cfg['augment']}-seed{cfg['train']['seed']}")
+
+
+def resolve_device(name):
+    if str(name).startswith('cuda') and not torch.cuda.is_available():
+        raise UserError(f'--device {name}: CUDA is not available on this machine; use --device cpu')
+    return torch.device(name)
+
+
+def save_sequences(path, seqs):
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in seqs])
+    items = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            np.savez_compressed(f, items=items, offsets=offsets)
+
+
+def load_sequences(path):
+    z = np.load(path)
+    items, offsets = z['items'], z['offsets']
+    return [items[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+class Experiment:
+    """One dataset + one backbone + one config: builds splits and models through the host layer."""
+
+    def __init__(self, cfg, out):
+        self.cfg = cfg
+        self.out = out
+        self.device = resolve_device(cfg['train']['device'])
+        self.max_seq_len = int(cfg['data']['max_seq_len'])
+        name, folder, self.dataset_desc = D.resolve_dataset(str(cfg['dataset']), os.path.join(out, 'dataset'))
+        self.model_cls, self.host_conf = models.resolve(cfg['model_name'])
+        regime = cfg['train']['regime']
+        import recstudio.data.dataset as rds
+        base = rds.SeqToSeqDataset if regime == 'user' else self.model_cls._get_dataset_class()
+        dconf = host.dataset_config(name, folder, self.max_seq_len)
+        self.pristine = host.load_dataset(host.training_only_class(base), name, dconf, os.path.join(out, 'dataset'))
+        self.num_items = self.pristine.num_items
+        uids, seqs = host.user_sequences(self.pristine)
+        self.real_train = [s[:-2] for s in seqs if len(s) >= 3]
+        write_text(os.path.join(out, 'item_tokens.txt'),
+                   '\n'.join(map(str, self.pristine.field2tokens[self.pristine.fiid])) + '\n')
+
+    def splits(self, synthetic):
+        return host.build(self.pristine, synthetic)
+
+    def new_model(self, train_data, model_cfg=None):
+        t = self.cfg['train']
+        hc = host.merge_host_config(self.host_conf, model_cfg if model_cfg is not None else self.cfg['model'], t,
+                                    self.max_seq_len)
+        key = 'negative_count'
+        if host.is_nested(hc):
+            hc['model'][key] = t['negative_count']
+        else:
+            hc[key] = t['negative_count']
+        return host.construct(self.model_cls, hc, train_data, self.device)
+
+
+def train_stats(real, synthetic, num_items):
+    rows = list(real) + list(synthetic)
+    st = D.sequence_stats(rows, num_items=num_items - 1)
+    st.update({'real_sequences': len(real), 'synthetic_sequences': len(synthetic),
+               'synthetic_interactions': sum(map(len, synthetic))})
+    return st
+
+
+def run(cfg, progress=True):
+    """Run plain training (augment none: round 0 only) or the RSIR loop; returns results dict."""
+    out = cfg['output'] or default_output(cfg)
+    cfg['output'] = out
+    os.makedirs(out, exist_ok=True)
+    threads = cfg['train']['num_threads'] or os.cpu_count()
+    torch.set_num_threads(int(threads))
+    write_text(os.path.join(out, 'config.yaml'), C.dump(cfg))
+    t_all = time.time()
+    ex = Experiment(cfg, out)
+    rounds = int(cfg['rsir']['rounds']) if cfg['augment'] == 'rsir' else 0
+    tau = C.tau_value(cfg['rsir'])
+    gcfg = GenConfig.from_rsir(cfg['rsir'], ex.max_seq_len, tau)
+    log.info('dataset: %s (%d users, %d items); model %s; %s; device %s', ex.dataset_desc, len(ex.real_train),
+             ex.num_items - 1, cfg['model_name'], 'RSIR %d round(s)' % rounds if rounds else 'no augmentation',
+             ex.device)
+
+    synthetic = []
+    rows = []
+    prev_model = None
+    pop = None
+    for k in range(rounds + 1):
+        rdir = os.path.join(out, f'round_{k}')
+        os.makedirs(rdir, exist_ok=True)
+        gen_path = os.path.join(rdir, 'synthetic.npz')
+        gen_info = None
+        if k > 0:
+            if os.path.exists(gen_path) and os.path.exists(os.path.join(rdir, 'generation.json')):
+                new = load_sequences(gen_path)
+                gen_info = read_json(os.path.join(rdir, 'generation.json'))
+            else:
+                new, gen_info = generate_round(ex, prev_model, synthetic, gcfg, k, cfg, progress)
+                save_sequences(gen_path, new)
+                write_json(os.path.join(rdir, 'generation.json'), gen_info)
+            log.info(gen_info['summary'])
+            synthetic = synthetic + new
+        train, val, test = ex.splits(synthetic)
+        stats = train_stats(ex.real_train, synthetic, ex.num_items)
+        write_json(os.path.join(rdir, 'train_stats.json'), stats)
+        if pop is None:
+            pop = {'val': training.evaluate_popularity(ex.real_train, val, ex.num_items),
+                   'test': training.evaluate_popularity(ex.real_train, test, ex.num_items)}
+        metrics_path = os.path.join(rdir, 'metrics.json')
+        model = ex.new_model(train)
+        if os.path.exists(metrics_path):
+            res = read_json(metrics_path)
+            model.load_state_dict(training.load_checkpoint(res['checkpoint'])['model'])
+        else:
+            def show(rec, k=k):
+                if progress:
+                    v = ' '.join(f'{m}={rec["val_" + m]:.4f}' for m in ('ndcg@20', 'recall@20') if 'val_' + m in rec)
+                    print(f'  round {k} epoch {rec["epoch"]:3d} loss {rec["loss"]:.4f} {v} ({rec["seconds"]:.1f}s)',
+                          flush=True)
+            summary = training.fit(model, train, val, cfg['train'], os.path.join(rdir, 'model'), ex.device, show)
+            ebs = cfg['train']['eval_batch_size']
+            res = {'round': k,
+                   'val': training.evaluate(model, val, ex.num_items, ebs, ex.device),
+                   'test': training.evaluate(model, test, ex.num_items, ebs, ex.device),
+                   'train': {kk: v for kk, v in summary.items() if kk != 'history'},
+                   'history': summary['history'],
+                   'checkpoint': summary['checkpoint']}
+            write_json(metrics_path, res)
+        rows.append({'round': k, 'train_sequences': stats['sequences'], 'interactions': stats['interactions'],
+                     'density': stats['density'], **{m: res['test'][m] for m in METRICS},
+                     'val': {m: res['val'][m] for m in METRICS},
+                     'generation': gen_info, 'train_seconds': res['train']['train_seconds'],
+                     'epochs_run': res['train']['epochs_run'], 'best_epoch': res['train']['best_epoch']})
+        prev_model = model
+    base = rows[0]
+    for r in rows:
+        r['change_vs_round0'] = {m: (r[m] - base[m]) / base[m] if base[m] else 0.0 for m in METRICS}
+    results = {'model': cfg['model_name'], 'dataset': ex.dataset_desc, 'augment': cfg['augment'],
+               'seed': cfg['train']['seed'], 'device': str(ex.device), 'flavour': host.flavour(),
+               'popularity': pop, 'rounds': rows, 'wall_seconds': time.time() - t_all}
+    write_json(os.path.join(out, 'results.json'), results)
+    return results
+
+
+def generate_round(ex, model, synthetic, gcfg, k, cfg, progress):
+    """Generate round ``k``'s synthetic sequences from ``model`` (best checkpoint of round k-1)."""
+    sources = ex.real_train + (synthetic if cfg['rsir']['generate_from'] == 'all' else [])
+    g = GenConfig(**{**gcfg.__dict__, 'seed': gcfg.seed + 1000 * k})
+    scorer = ModelScorer(model, ex.num_items, ex.max_seq_len, ex.pristine.fiid)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(sources) * g.m, desc=f'round {k} generation', unit='traj', leave=False)
+    draws = predraw(sources, g)
+    trajectories, stats = generate_batched(scorer, sources, g, draws, progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    prefix = torch.minimum(draws.prefix, torch.tensor([len(s) for s in sources]).repeat_interleave(g.m))
+    kept = filter_sequences(trajectories, sources, g.m, prefix.tolist(), ex.real_train + synthetic, g.min_len, stats)
+    info = dict(stats.__dict__)
+    info['acceptance_rate'] = stats.accepted / stats.steps_tried if stats.steps_tried else 0.0
+    info['own_history_share'] = stats.generated_from_own / stats.generated_items if stats.generated_items else 0.0
+    info['config'] = dict(g.__dict__, tau=str(g.tau) if not np.isfinite(g.tau) else g.tau)
+    info['summary'] = f'round {k} ' + stats.summary_line()
+    return kept, info
+
+
+def format_table(results):
+    head = f"{'round':>5} {'#train seq':>10} {'#inter':>9} {'density':>9} " + \
+        ' '.join(f'{m:>9}' for m in ('NDCG@10', 'NDCG@20', 'Recall@10', 'Recall@20')) + f" {'ΔNDCG@10':>9}"
+    lines = [head, '-' * len(head)]
+    pop = results['popularity']['test']
+    lines.append(f"{'pop':>5} {'':>10} {'':>9} {'':>9} " + ' '.join(f'{pop[m]:9.4f}' for m in METRICS) + f" {'':>9}")
+    for r in results['rounds']:
+        lines.append(f"{r['round']:>5} {r['train_sequences']:>10} {r['interactions']:>9} {r['density']:9.5f} " +
+                     ' '.join(f'{r[m]:9.4f}' for m in METRICS) + f" {r['change_vs_round0']['ndcg@10']:+9.2%}")
+    return '\n'.join(lines)

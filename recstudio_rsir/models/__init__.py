@@ -1,0 +1,26 @@
+"""The plugin's model registry: its own backbones resolve first, everything else falls back to
+RecStudio's ``get_model``.  A registered model is a RecStudio ``BaseRetriever`` subclass."""
+from .. import host
+from ..errors import UserError
+
+# name -> zero-argument callable returning (class, host-shaped default config)
+_REGISTRY = {}
+
+
+def register(name, factory):
+    _REGISTRY[name.lower()] = (name, factory)
+
+
+def plugin_names():
+    return [n for n, _ in _REGISTRY.values()]
+
+
+def resolve(name):
+    """(model class, host default config) for ``name``; clear error listing what exists."""
+    if name.lower() in _REGISTRY:
+        return _REGISTRY[name.lower()][1]()
+    found = host.host_model_class(name)
+    if found is None:
+        raise UserError(f'-m {name}: unknown model; plugin models: {", ".join(plugin_names()) or "none"}; '
+                        f'RecStudio sequential models: {", ".join(host.host_model_names())}')
+    return found

@@ -1,0 +1,107 @@
+"""Host layer: flavour-specific paths (both config shapes), shims, training-only injection."""
+import copy
+
+import pytest
+import torch
+
+from recstudio_rsir import host
+from recstudio_rsir.errors import UserError
+
+# The GitHub source's basemodel.yaml groups (ustcml/RecStudio, 2024): the nested flavour's shape.
+NESTED = {
+    'data': {'max_seq_len': 20, 'split_ratio': [0.8, 0.1, 0.1]},
+    'model': {'embed_dim': 64, 'hidden_size': 128, 'layer_num': 2, 'head_num': 2, 'dropout_rate': 0.5,
+              'activation': 'gelu', 'layer_norm_eps': 1e-12},
+    'train': {'learning_rate': 0.001, 'batch_size': 1024, 'epochs': 1000, 'gpu': 1, 'seed': 2022,
+              'num_threads': 10, 'early_stop_patience': 10},
+    'eval': {'cutoff': [10, 20, 5], 'val_metrics': ['ndcg', 'recall']},
+}
+
+
+def test_flavour_is_detected_by_feature():
+    import recstudio.data.dataset as ds
+    expected = 'source' if hasattr(ds, 'TripletDataset') else 'pypi'
+    assert host.flavour() == expected
+
+
+def test_merge_host_config_flat():
+    _, flat = host.host_model_class('SASRec')
+    conf = host.merge_host_config(flat, {'layer_num': 1}, {'batch_size': 64, 'seed': 7, 'patience': 3,
+                                                           'regime': 'user'}, 30)
+    assert conf['layer_num'] == 1 and conf['batch_size'] == 64 and conf['seed'] == 7
+    assert conf['early_stop_patience'] == 3 and conf['gpu'] is None and conf['max_seq_len'] == 30
+    assert 'regime' not in conf  # plugin-only keys stay out of the host config
+    assert flat['gpu'] != conf['gpu'] or flat['gpu'] is None  # the input is not modified
+    assert not host.is_nested(conf)
+
+
+def test_merge_host_config_nested():
+    conf = host.merge_host_config(NESTED, {'layer_num': 1, 'embed_dim': 32},
+                                  {'batch_size': 64, 'learning_rate': 0.01, 'patience': 4}, 30)
+    assert host.is_nested(conf)
+    assert conf['model']['layer_num'] == 1 and conf['model']['embed_dim'] == 32
+    assert conf['train']['batch_size'] == 64 and conf['train']['learning_rate'] == 0.01
+    assert conf['train']['early_stop_patience'] == 4
+    assert conf['train']['gpu'] is None          # default 1 fails on a machine without GPU
+    assert conf['data']['max_seq_len'] == 30
+    assert 'batch_size' not in conf and NESTED['train']['gpu'] == 1
+    assert host.config_value(conf, 'layer_num') == 1
+    assert host.config_value(conf, 'batch_size') == 64
+
+
+def test_dgl_placeholder_fails_clearly():
+    host.apply_shims()
+    import sys
+    if not isinstance(sys.modules.get('dgl'), host._MissingDGL):
+        pytest.skip('dgl is installed: the placeholder is not used')
+    import dgl
+    import recstudio.model.module.graphmodule  # noqa: F401  (imports with the placeholder)
+    with pytest.raises(UserError, match='needs the `dgl` package'):
+        dgl.graph(([0], [1]))
+
+
+def test_shims_make_getargspec_available():
+    host.apply_shims()
+    import inspect
+    assert inspect.getargspec(lambda a, b=1: None).args == ['a', 'b']
+
+
+def _build_pair(experiment, synthetic):
+    plain = host.build(experiment.pristine)
+    aug = host.build(experiment.pristine, synthetic)
+    return plain, aug
+
+
+@pytest.mark.parametrize('regime', ['user', 'prefix'])
+def test_synthetic_rows_are_training_only(small_file, tmp_path, regime):
+    from conftest import tiny_cfg
+    from recstudio_rsir import loop
+    ex = loop.Experiment(tiny_cfg(small_file, tmp_path / 'o', **{'train.regime': regime}), str(tmp_path / 'o'))
+    synthetic = [[1, 2, 3, 4], [5, 6, 7], [8, 9, 10, 11, 12]]
+    (tr0, va0, te0), (tr1, va1, te1) = _build_pair(ex, synthetic)
+    assert torch.equal(va0.data_index, va1.data_index)
+    assert torch.equal(te0.data_index, te1.data_index)
+    start = ex.pristine.num_users
+    assert (va1.data_index[:, 0] < start).all() and (te1.data_index[:, 0] < start).all()
+    syn_rows = tr1.data_index[tr1.data_index[:, 0] >= start]
+    expected = len(synthetic) if regime == 'user' else sum(len(s) - 1 for s in synthetic)
+    assert len(syn_rows) == expected and len(tr1) == len(tr0) + expected
+    # the synthetic rows hold exactly the synthetic items
+    items = tr1.inter_feat.get_col(tr1.fiid)
+    for k, s in enumerate(synthetic):
+        rows = tr1.data_index[tr1.data_index[:, 0] == start + k]
+        lo, hi = int(rows[:, 1].min()), int(rows[:, 2].max())
+        assert items[lo:hi + 1].tolist() == s
+    # the pristine dataset is untouched
+    assert ex.pristine.num_users == start
+
+
+def test_item_scores_cover_every_item(experiment):
+    tr, va, _ = host.build(experiment.pristine)
+    model = experiment.new_model(tr).eval()
+    batch = next(iter(va.eval_loader(batch_size=8, num_workers=0)))
+    q = host.encode_last(model, batch)
+    s = host.item_scores(model, q, tr.num_items)
+    assert s.shape == (len(q), tr.num_items) and torch.isinf(s[:, 0]).all()
+    full = host.encode_all(model.train(), next(iter(tr.train_loader(batch_size=4, shuffle=False, num_workers=0))))
+    assert full.dim() == 3
