@@ -6,7 +6,7 @@
 set -euo pipefail
 OUT=${1:-runs/regime_cost}
 DATA=${DATA:-../shared/data/seqrec/Beauty.txt.gz}
-PREFIX_EPOCHS=${PREFIX_EPOCHS:-8}
+PREFIX_EPOCHS=${PREFIX_EPOCHS:-3}
 python run_recstudio.py -m SASRec -d "$DATA" --train.regime user --epochs 200 --patience 5 \
     --seed 2022 --quiet --output "$OUT/user"
 python run_recstudio.py -m SASRec -d "$DATA" --train.regime prefix --epochs "$PREFIX_EPOCHS" --patience 5 \
