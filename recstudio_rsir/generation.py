@@ -1,6 +1,6 @@
 """RSIR synthetic-sequence generation: the batched generator and a plain reference loop.
 
-Rules (``docs/algorithm.md`` and ``../shared/docs/rsir-spec.md`` section 2), per source sequence ``s``
+Rules (README "Configuration" and ``../shared/docs/rsir-spec.md`` section 2), per source sequence ``s``
 and each of its ``m`` trajectories::
 
     ctx    = s[:j]                  j = 1 (seed_prefix: first) or a pre-drawn j in [1, min(len(s), max_len) - 1]
