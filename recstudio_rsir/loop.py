@@ -197,8 +197,8 @@ def generate_round(ex, model, synthetic, gcfg, k, cfg, progress):
     trajectories, stats = generate_batched(scorer, sources, g, draws, progress=bar.update if bar else None)
     if bar:
         bar.close()
-    prefix = torch.minimum(draws.prefix, torch.tensor([len(s) for s in sources]).repeat_interleave(g.m))
-    kept = filter_sequences(trajectories, sources, g.m, prefix.tolist(), ex.real_train + synthetic, g.min_len, stats)
+    kept = filter_sequences(trajectories, sources, g.m, draws.prefix.tolist(), ex.real_train + synthetic, g.min_len,
+                            stats)  # predraw keeps every prefix within its source
     info = dict(stats.__dict__)
     info['acceptance_rate'] = stats.accepted / stats.steps_tried if stats.steps_tried else 0.0
     info['own_history_share'] = stats.generated_from_own / stats.generated_items if stats.generated_items else 0.0
