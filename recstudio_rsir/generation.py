@@ -19,6 +19,7 @@ the batched generator and the reference see the same pool choices, prefixes and 
 output does not depend on the batch size.  One forward pass per step serves both the fidelity test
 of the item just added and the choice of the next item.
 """
+import itertools
 import logging
 import math
 import time
@@ -98,9 +99,10 @@ class ModelScorer:
         self.fiid = fiid
         self.device = next(model.parameters()).device
         with torch.no_grad():
-            self.item_vecs = host.item_vectors(model, num_items)      # [N - 1, D]
+            self.item_vecs = host.item_vectors(model, num_items)      # [N, D], row 0 = padding
         self.forward_seconds = 0.0
         self.forward_calls = 0
+        self.score_calls = 0
 
     @torch.no_grad()
     def query(self, ctx, lens):
@@ -122,10 +124,8 @@ class ModelScorer:
     @torch.no_grad()
     def scores(self, q, lo, hi):
         t0 = time.perf_counter()
-        a = max(lo, 1)
-        s = self.model.score_func(q, self.item_vecs[a - 1:hi - 1]) if hi > a else q.new_zeros(len(q), 0)
-        if lo == 0:
-            s = torch.cat([torch.full((len(q), 1), float('-inf'), device=q.device, dtype=s.dtype), s], 1)
+        s = host.item_scores(self.model, q, self.num_items, self.item_vecs, lo, hi)
+        self.score_calls += 1
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         self.forward_seconds += time.perf_counter() - t0
@@ -163,8 +163,29 @@ class GenStats:
 # ----------------------------------------------------------------------------- batched generator
 
 def _chunk_size(batch, num_items, memory_mb, bytes_per=4):
-    per_row = batch * bytes_per * 3        # scores + a masked copy + comparisons
-    return max(256, min(num_items, int(memory_mb * 2 ** 20 // max(per_row, 1))))
+    per_row = batch * bytes_per * 2        # the scores and one temporary of the same size
+    return max(16, min(num_items, int(memory_mb * 2 ** 20 // max(per_row, 1))))
+
+
+def _pad_rows(rows, device):
+    """Python lists of ids -> (``[R, W]`` long right-padded with 0, ``[R]`` lengths), without a
+    Python loop over items."""
+    lens = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    flat = torch.tensor(list(itertools.chain.from_iterable(rows)), dtype=torch.long)
+    W = max(int(lens.max()) if len(rows) else 0, 1)
+    out = torch.zeros(len(rows), W, dtype=torch.long)
+    out[torch.arange(W).unsqueeze(0) < lens.unsqueeze(1)] = flat
+    return out.to(device), lens.to(device)
+
+
+def _unique_sorted_rows(padded):
+    """Per row, the distinct non-zero ids in ascending order, right-padded with 0: ``[R, W]``."""
+    big = torch.iinfo(torch.long).max
+    x = torch.where(padded > 0, padded, big).sort(1).values
+    dup = torch.zeros_like(x, dtype=torch.bool)
+    dup[:, 1:] = x[:, 1:] == x[:, :-1]
+    x = torch.where(dup, big, x).sort(1).values
+    return torch.where(x == big, 0, x)
 
 
 @torch.no_grad()
@@ -178,15 +199,17 @@ def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progr
     f0 = scorer.forward_seconds
     draws = draws or predraw(sources, cfg)
     dev = scorer.device
-    N = scorer.num_items
     T = len(sources) * cfg.m
     stats = GenStats(sources=len(sources), trajectories=T)
     out = [None] * T
-    tau = cfg.tau
-    order = sorted(range(T), key=lambda t: -len(sources[t // cfg.m]))  # similar lengths per batch
+    if T == 0:
+        return out, stats
+    src, slen = _pad_rows(sources, dev)                              # [S, W], [S]
+    own = _unique_sorted_rows(src)                                   # [S, W] distinct own items
+    order = torch.argsort(slen.cpu().repeat_interleave(cfg.m), descending=True, stable=True)
     for b0 in range(0, T, cfg.batch_size):
-        tids = torch.tensor(order[b0:b0 + cfg.batch_size], dtype=torch.long)
-        res = _generate_batch(scorer, sources, cfg, draws, tids, dev, N, tau, stats)
+        tids = order[b0:b0 + cfg.batch_size]                         # similar lengths per batch
+        res = _generate_batch(scorer, src, slen, own, cfg, draws, tids, stats)
         for t, seq in zip(tids.tolist(), res):
             out[t] = seq
         if progress:
@@ -196,133 +219,197 @@ def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progr
     return out, stats
 
 
-def _generate_batch(scorer, sources, cfg, draws, tids, dev, N, tau, stats):
-    B = len(tids)
-    m, L = cfg.m, cfg.max_len
-    src = [sources[t // m] for t in tids.tolist()]
-    slen = torch.tensor([len(s) for s in src], dtype=torch.long)
-    smax = int(slen.max())
-    S = torch.zeros(B, smax, dtype=torch.long)
-    for i, s in enumerate(src):
-        S[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
-    S = S.to(dev)                                                    # [B, smax] source items
-    rows = torch.arange(B, device=dev)
-    own_mask = torch.zeros(B, N, dtype=torch.bool, device=dev)       # [B, N] the user's own items
-    own_mask[rows.unsqueeze(1).expand_as(S), S] = True
-    own_mask[:, 0] = False
-    j = torch.minimum(draws.prefix[tids], slen).to(dev)              # [B] prefix length
-    Lmax = max(L, int(j.max()))
-    ctx = torch.zeros(B, Lmax + 1, dtype=torch.long, device=dev)     # [B, Lmax+1] context (+1: kept failed step)
-    pos = torch.arange(smax, device=dev)
-    pre = pos.unsqueeze(0) < j.unsqueeze(1)                          # [B, smax] prefix positions
-    w = min(smax, Lmax + 1)
-    ctx[:, :w] = torch.where(pre, S, 0)[:, :w]
-    lens = j.clone()                                                 # [B]
-    in_ctx = torch.zeros(B, N, dtype=torch.bool, device=dev)         # [B, N] items already in ctx
-    in_ctx[rows.unsqueeze(1).expand_as(S), torch.where(pre, S, 0)] = True
-    in_ctx[:, 0] = False
-    target = own_mask & ~in_ctx                                      # [B, N] remaining true items
-    own_draw = draws.own[tids].to(dev)                               # [B, L]
-    unif = draws.uniform[tids].to(dev)                               # [B, L]
-    j0 = j.clone()
+class _Rows:
+    """The state of the still-active trajectories of one batch; rows leave as they stop.
 
-    # Initial pass: scores(prefix) -> the first pick.  `active` rows still generate.
-    active = rows[(lens < L) & target.any(1)]
-    stopped_len = int(((lens >= L) & target.any(1)).sum())
-    stopped_done = int((~target.any(1)).sum())
-    pick = torch.zeros(B, dtype=torch.long, device=dev)
-    if len(active):
-        pick[active] = _pass(scorer, cfg, ctx, lens, active, own_mask, in_ctx, target, own_draw, unif,
-                             j0, N, tau, test=None)[1]
-        active = active[pick[active] > 0]          # 0 = empty pool: nothing to propose
-    while len(active):
-        a = active
-        # provisional context ctx + [pick]
-        ctx[a, lens[a]] = pick[a]
-        lens[a] += 1
-        in_ctx[a, pick[a]] = True
-        stats.steps_tried += len(a)
-        ok, nxt = _pass(scorer, cfg, ctx, lens, a, own_mask, in_ctx, target, own_draw, unif, j0, N, tau,
-                        test=True)
-        acc, rej = a[ok], a[~ok]
-        stats.accepted += len(acc)
-        stats.rejected_fidelity += len(rej)
-        target[acc, pick[acc]] = False
-        if not cfg.keep_failed_step and len(rej):
-            lens[rej] -= 1
-            in_ctx[rej, pick[rej]] = False
-            ctx[rej, lens[rej]] = 0
-        pick[acc] = nxt[ok]
-        more_target = target[acc].any(1)
-        under = lens[acc] < L
-        stopped_done += int((~more_target).sum())
-        stopped_len += int((more_target & ~under).sum())
-        active = acc[more_target & under & (pick[acc] > 0)]
-    stats.stopped_max_len += stopped_len
-    stats.stopped_target_done += stopped_done
-    lens_c = lens.cpu()
-    ctx_c = ctx.cpu()
-    return [ctx_c[i, :lens_c[i]].tolist() for i in range(B)]
-
-
-def _pass(scorer, cfg, ctx, lens, a, own_mask, in_ctx, target, own_draw, unif, j0, N, tau, test):
-    """One forward pass for rows ``a``: fidelity test of the last item (if ``test``) and next pick.
-
-    The item dimension is processed in chunks: running tau-th-largest values, running best target
-    score, running masked arg-max (earlier chunk wins ties = lowest id) or running top-k for sampling.
-    Returns (accepted ``[A]`` bool, next pick ``[A]`` long).
+    ctx ``[A, Lmax+1]`` context, right-padded with 0 (one spare column for a kept failed step);
+    lens ``[A]``; own ``[A, K]`` the source's distinct items (ascending, 0 = padding);
+    target ``[A, K]`` bool, own items not yet in the context; own_draw / unif ``[A, max_len]``
+    pre-drawn pool choices and uniforms; j0 ``[A]`` prefix length; rid ``[A]`` row in the batch;
+    first ``[A, Lmax+1]`` bool, False where a prefix position repeats an earlier item (a source
+    may repeat items; generated items never repeat).
     """
-    A = len(a)
-    Lc = int(lens[a].max())
-    q = scorer.query(ctx[a, :Lc], lens[a])
-    step = (lens[a] - j0[a]).clamp(max=cfg.max_len - 1)              # index of the next step's draws
-    use_own = own_draw[a, step]                                      # [A]
-    chunk = _chunk_size(A, N, cfg.memory_mb)
-    do_test = test is not None and math.isfinite(tau) and tau < N - 1
+    names = ('ctx', 'lens', 'own', 'target', 'own_draw', 'unif', 'j0', 'rid', 'first')
+
+    def __init__(self, **kw):
+        for k in self.names:
+            setattr(self, k, kw[k])
+
+    def keep(self, mask):
+        for k in self.names:
+            setattr(self, k, getattr(self, k)[mask])
+
+    def __len__(self):
+        return len(self.lens)
+
+
+def _generate_batch(scorer, src, slen, own_all, cfg, draws, tids, stats):
+    B, L = len(tids), cfg.max_len
+    dev = src.device
+    sid = (tids // cfg.m).to(dev)
+    S, n = src[sid], slen[sid]                                       # [B, W] sources, [B] lengths
+    own = own_all[sid]
+    own = own[:, :max(int((own > 0).sum(1).max()), 1)]               # [B, K]
+    j = torch.minimum(draws.prefix[tids].to(dev), n)                 # [B] prefix length
+    Lmax = max(L, int(j.max()))
+    ctx = torch.zeros(B, Lmax + 1, dtype=torch.long, device=dev)
+    w = min(S.shape[1], Lmax + 1)
+    ctx[:, :w] = torch.where(torch.arange(w, device=dev) < j.unsqueeze(1), S[:, :w], 0)
+    jm = int(j.max())
+    in_prefix = (own.unsqueeze(2) == ctx[:, :jm].unsqueeze(1)).any(2)   # [B, K]
+    target = (own > 0) & ~in_prefix
+    pre = ctx[:, :jm]
+    earlier = torch.ones(jm, jm, dtype=torch.bool, device=dev).tril(-1)       # [p, p'] p' < p
+    repeat = ((pre.unsqueeze(2) == pre.unsqueeze(1)) & earlier).any(2) & (pre > 0)   # [B, jm]
+    first = torch.ones_like(ctx, dtype=torch.bool)
+    first[:, :jm] = ~repeat
+    out_ctx, out_len = ctx.clone(), j.clone()                        # finished rows land here
+    st = _Rows(ctx=ctx, lens=j.clone(), own=own, target=target, own_draw=draws.own[tids].to(dev),
+               unif=draws.uniform[tids].to(dev), j0=j, rid=torch.arange(B, device=dev), first=first)
+
+    def retire(mask):
+        r = st.rid[mask]
+        out_ctx[r] = st.ctx[mask]
+        out_len[r] = st.lens[mask]
+        st.keep(~mask)
+
+    has_target = st.target.any(1)
+    stats.stopped_max_len += int(((st.lens >= L) & has_target).sum())
+    stats.stopped_target_done += int((~has_target).sum())
+    retire(~((st.lens < L) & has_target))
+    pick = torch.zeros(len(st), dtype=torch.long, device=dev)
+    if len(st):
+        _, pick = _pass(scorer, cfg, st, provisional=None)           # scores(prefix) -> first pick
+        retire(pick == 0)                                            # 0 = empty pool
+        pick = pick[pick > 0]
+    cols = torch.arange(Lmax + 1, device=dev)
+    while len(st):
+        # provisional context ctx + [pick]; one pass tests it and proposes the next item
+        st.ctx[torch.arange(len(st), device=dev), st.lens] = pick
+        st.lens += 1
+        stats.steps_tried += len(st)
+        ok, nxt = _pass(scorer, cfg, st, provisional=pick)
+        n_ok = int(ok.sum())
+        stats.accepted += n_ok
+        stats.rejected_fidelity += len(st) - n_ok
+        st.target &= ~((st.own == pick.unsqueeze(1)) & ok.unsqueeze(1))
+        if not cfg.keep_failed_step:
+            st.lens -= (~ok).long()
+            st.ctx = torch.where(~ok.unsqueeze(1) & (cols == st.lens.unsqueeze(1)), 0, st.ctx)
+        more, under = st.target.any(1), st.lens < L
+        stats.stopped_target_done += int((ok & ~more).sum())
+        stats.stopped_max_len += int((ok & more & ~under).sum())
+        go = ok & more & under & (nxt > 0)
+        retire(~go)
+        pick = nxt[go]
+    return [row[:n] for row, n in zip(out_ctx.tolist(), out_len.tolist())]
+
+
+def _pass(scorer, cfg, st, provisional):
+    """One forward pass for the rows of ``st``: the fidelity test of the last item (when
+    ``provisional`` ``[A]`` is given: the item just appended) and the next pick.
+
+    One ``topk`` over the scores with the context items set to -inf serves both purposes:
+
+    * fidelity: rank of the best remaining target item ``bt`` (the provisional item included, as
+      in the reference) = 1 + #(items outside the context scoring > bt) + #(distinct context items
+      scoring > bt).  The first count is exact from the top-tau values (if the tau-th of them is
+      still > bt the rank exceeds tau anyway); the second comes from the gathered context scores.
+    * next pick: own pool = ``target - {provisional}`` from the gathered ``[A, K]`` own scores
+      (ascending ids: the first maximum is the lowest id); all-items pool = the best of the top
+      values (lowest id among equal values; a chunk whose whole top-k ties falls back to max).
+
+    The item dimension runs in chunks under ``cfg.memory_mb``; chunk results merge exactly.
+    Returns (accepted ``[A]`` bool, next pick ``[A]`` long, 0 = empty pool).
+    """
+    N, tau = scorer.num_items, cfg.tau
+    A = len(st)
+    Lc = int(st.lens.max())
+    ctx = st.ctx[:, :Lc]                                              # [A, Lc]
+    q = scorer.query(ctx, st.lens)
+    dev = q.device
+    neg = float('-inf')
+    step = (st.lens - st.j0).clamp(max=cfg.max_len - 1)               # index of the next step's draws
+    use_own = st.own_draw.gather(1, step.unsqueeze(1)).squeeze(1)      # [A]
+    do_test = provisional is not None and math.isfinite(tau) and tau < N - 1
     k_tau = int(min(tau, N - 1)) if do_test else 0
-    top_vals = None
-    best_target = torch.full((A,), float('-inf'), device=q.device)
-    best_val = torch.full((A,), float('-inf'), device=q.device)
-    best_idx = torch.zeros(A, dtype=torch.long, device=q.device)
-    k_s = cfg.top_k
-    samp_vals = samp_idx = None
+    greedy = cfg.decoding == 'greedy'
+    k = max(k_tau, 1 if greedy else cfg.top_k)
+    chunk = _chunk_size(A, N, cfg.memory_mb)
+    own_s = ctx_s = top_v = top_i = None
+    best_val = torch.full((A,), neg, device=dev)
+    best_idx = torch.zeros(A, dtype=torch.long, device=dev)
     for lo in range(0, N, chunk):
         hi = min(N, lo + chunk)
-        s = scorer.scores(q, lo, hi)                                 # [A, C]
+        C = hi - lo
+        s = scorer.scores(q, lo, hi)                                 # [A, C], a fresh tensor
+        if s.dtype not in (torch.float32, torch.float64):
+            s = s.float()
+        if own_s is None:
+            own_s = torch.full(st.own.shape, neg, device=dev, dtype=s.dtype)   # [A, K]
+            ctx_s = torch.full(ctx.shape, neg, device=dev, dtype=s.dtype)      # [A, Lc]
+        inside = (st.own >= lo) & (st.own < hi)
+        own_s = torch.where(inside, s.gather(1, (st.own - lo).clamp(0, C - 1)), own_s)
+        c = ctx - lo
+        inside = (c >= 0) & (c < C)
         if do_test:
-            tv = s.topk(min(k_tau, hi - lo), dim=1).values
-            top_vals = tv if top_vals is None else torch.cat([top_vals, tv], 1).topk(
-                min(k_tau, top_vals.shape[1] + tv.shape[1]), dim=1).values
-            tgt = target[a, lo:hi]
-            best_target = torch.maximum(best_target, s.masked_fill(~tgt, float('-inf')).max(1).values)
-        allowed = torch.where(use_own.unsqueeze(1), own_mask[a, lo:hi], torch.ones_like(own_mask[a, lo:hi]))
-        allowed &= ~in_ctx[a, lo:hi]
-        if lo == 0:
-            allowed[:, 0] = False
-        ms = s.masked_fill(~allowed, float('-inf'))
-        if cfg.decoding == 'greedy':
-            v, i = ms.max(1)
-            better = v > best_val
-            best_val = torch.where(better, v, best_val)
-            best_idx = torch.where(better, i + lo, best_idx)
+            ctx_s = torch.where(inside, s.gather(1, c.clamp(0, C - 1)), ctx_s)
+        if lo == 0 and hi == N:
+            s.scatter_(1, ctx, neg)                                  # no repeats (0 = padding: -inf already)
         else:
-            v, i = ms.topk(min(k_s, hi - lo), dim=1)
-            if samp_vals is None:
-                samp_vals, samp_idx = v, i + lo
-            else:
-                cv, ci = torch.cat([samp_vals, v], 1), torch.cat([samp_idx, i + lo], 1)
-                samp_vals, o = _stable_topk(cv, ci, k_s)
-                samp_idx = ci.gather(1, o)
+            r, j = inside.nonzero(as_tuple=True)
+            s[r, c[r, j]] = neg
+        v, i = s.topk(min(k, C), dim=1)                              # [A, k'] order among ties unspecified
+        i = i + lo
+        if greedy:
+            first = torch.where(v == v[:, :1], i, N).amin(1)         # lowest id among the chunk's maxima
+            tied = v[:, -1] == v[:, 0]
+            if v.shape[1] > 1 and bool(tied.any()):                  # all k tie: exact arg-max of those rows
+                rows = tied.nonzero(as_tuple=True)[0]
+                first[rows] = s[rows].max(1).indices + lo
+            better = v[:, 0] > best_val                              # strict: earlier chunk wins ties
+            best_val = torch.where(better, v[:, 0], best_val)
+            best_idx = torch.where(better, first, best_idx)
+        if top_v is None:
+            top_v, top_i = v, i
+        else:
+            cv, ci = torch.cat([top_v, v], 1), torch.cat([top_i, i], 1)
+            top_v, o = _stable_topk(cv, ci, k)
+            top_i = ci.gather(1, o)
     if do_test:
-        kth = top_vals[:, -1]
-        ok = best_target >= kth
+        bt = own_s.masked_fill(~st.target, neg).amax(1, keepdim=True)  # [A, 1] best remaining target
+        above = (top_v[:, :k_tau] > bt).sum(1) + ((ctx_s > bt) & st.first[:, :Lc]).sum(1)
+        ok = above < k_tau                                           # rank = 1 + above <= tau
     else:
-        ok = torch.ones(A, dtype=torch.bool, device=q.device)
-    if cfg.decoding == 'greedy':
-        nxt = best_idx
+        ok = torch.ones(A, dtype=torch.bool, device=dev)
+    pool = st.target if provisional is None else st.target & (st.own != provisional.unsqueeze(1))
+    own_v = own_s.masked_fill(~pool, neg)                             # [A, K] own pool, ascending ids
+    if greedy:
+        v, i = own_v.max(1)
+        own_pick = torch.where(v > neg, st.own.gather(1, i.unsqueeze(1)).squeeze(1), 0)
+        all_pick = torch.where(best_val > neg, best_idx, 0)
+        nxt = torch.where(use_own, own_pick, all_pick)
     else:
-        nxt = _sample_from_topk(samp_vals, samp_idx, cfg.temperature, unif[a, step])
+        kk = cfg.top_k
+        ov, oi = _stable_topk(own_v, st.own, kk)
+        oi = st.own.gather(1, oi)
+        av, ai = _stable_topk(top_v, top_i, kk)
+        ai = top_i.gather(1, ai)
+        ov, oi = _pad_cols(ov, kk, neg), _pad_cols(oi, kk, 0)
+        av, ai = _pad_cols(av, kk, neg), _pad_cols(ai, kk, 0)
+        vals = torch.where(use_own.unsqueeze(1), ov, av)
+        idx = torch.where(use_own.unsqueeze(1), oi, ai)
+        empty = vals[:, 0] == neg
+        nxt = _sample_from_topk(vals, idx, cfg.temperature, st.unif.gather(1, step.unsqueeze(1)).squeeze(1))
+        nxt = torch.where(empty, 0, nxt)
     return ok, nxt
+
+
+def _pad_cols(x, k, fill):
+    """Right-pad ``[A, k']`` top-k values (fill -inf) or ids (fill 0) to k columns."""
+    if x.shape[1] >= k:
+        return x
+    return torch.cat([x, x.new_full((x.shape[0], k - x.shape[1]), fill)], 1)
 
 
 def _stable_topk(vals, idx, k):

@@ -19,7 +19,7 @@ The rest of the package calls only these functions:
 ``construct(...)``         a model whose modules exist (``_init_model`` done), on a device
 ``encode_last(model, b)``  query vectors ``[B, D]`` (eval mode)
 ``encode_all(model, b)``   per-position vectors ``[B, L, D]`` (training, every position)
-``item_scores(model, q)``  scores ``[B, num_items]`` over every item id, column 0 (padding) = -inf
+``item_scores(model, q)``  scores ``[B, hi - lo]`` of item ids lo..hi-1, id 0 (padding) = -inf
 =========================  =====================================================================
 """
 import copy
@@ -381,15 +381,28 @@ def encode_all(model, batch):
 
 
 def item_vectors(model, num_items):
-    """Item vectors ``[num_items - 1, D]`` for ids 1..num_items-1 (extra rows such as a mask token
-    are cut off)."""
-    return model._get_item_vector()[: num_items - 1]
+    """Item vectors ``[num_items, D]`` whose row i is item id i: row 0 (padding) is zeros, extra
+    rows of the host's table (such as a mask token) are cut off."""
+    v = model._get_item_vector()[: num_items - 1]
+    return torch.cat([v.new_zeros(1, v.shape[1]), v])
 
 
-def item_scores(model, query, num_items, item_vecs=None):
-    """Scores ``[B, num_items]`` of every item id for queries ``[B, D]``; column 0 (padding) is -inf."""
+def item_scores(model, query, num_items, item_vecs=None, lo=0, hi=None):
+    """Scores ``[B, hi - lo]`` of item ids lo..hi-1 for queries ``[B, D]``; id 0 (padding) is -inf.
+
+    ``item_vecs``: the output of :func:`item_vectors` (computed when omitted).  RecStudio's
+    scorers read ``query.size(0) == items.size(0)`` as "one item per query" (the training path),
+    so when the batch happens to have as many rows as the item range, the last row is scored
+    separately.
+    """
     if item_vecs is None:
         item_vecs = item_vectors(model, num_items)
-    s = model.score_func(query, item_vecs)
-    pad = torch.full((s.shape[0], 1), float('-inf'), device=s.device, dtype=s.dtype)
-    return torch.cat([pad, s], dim=1)
+    hi = num_items if hi is None else hi
+    items = item_vecs[lo:hi]
+    if len(query) == len(items) and len(query) > 1:
+        s = torch.cat([model.score_func(query[:-1], items), model.score_func(query[-1:], items)])
+    else:
+        s = model.score_func(query, items).reshape(len(query), len(items))
+    if lo == 0:
+        s[:, 0] = float('-inf')
+    return s

@@ -133,8 +133,7 @@ def user_regime_loss(model, batch, fiid, num_items, num_negatives, gen):
     neg = torch.randint(1, num_items, (B, num_negatives), generator=gen).to(inp.device)  # [B, K]
     vecs = model.item_encoder.weight if isinstance(model.item_encoder, torch.nn.Embedding) else None
     if vecs is None:
-        vecs = torch.cat([torch.zeros_like(host.item_vectors(model, num_items)[:1]),
-                          host.item_vectors(model, num_items)])
+        vecs = host.item_vectors(model, num_items)
     L = h.shape[1]
     pos = pair_logits(model, h.reshape(B * L, 1, -1), vecs[tgt].reshape(B * L, 1, -1)).view(B, L)  # [B, L]
     negl = pair_logits(model, h, vecs[neg])                                   # [B, L, K]

@@ -10,8 +10,8 @@ from recstudio_rsir import host
 
 def _model(experiment, seed):
     tr, _, _ = host.build(experiment.pristine)
+    model = experiment.new_model(tr)   # the host reseeds the global RNG while building a model
     torch.manual_seed(seed)
-    model = experiment.new_model(tr)
     with torch.no_grad():  # a random model with a different draw per seed
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -26,9 +26,11 @@ def test_batched_equals_reference_greedy(experiment, seed, tau, p, prefix, keep)
     scorer, _ = _model(experiment, seed)
     sources = experiment.real_train[:40]
     cfg = G.GenConfig(m=3, p=p, tau=tau, seed=seed, seed_prefix=prefix, keep_failed_step=keep, batch_size=17,
-                      max_len=12, memory_mb=0.02)   # tiny budget: the item dimension is chunked
+                      max_len=12, memory_mb=0.005)   # tiny budget: the item dimension is chunked
     draws = G.predraw(sources, cfg)
+    calls = scorer.forward_calls, scorer.score_calls
     a, sa = G.generate_batched(scorer, sources, cfg, draws)
+    assert scorer.score_calls - calls[1] >= 3 * (scorer.forward_calls - calls[0])   # really chunked
     b, sb = G.generate_reference(scorer, sources, cfg, draws)
     assert a == b
     assert (sa.steps_tried, sa.accepted, sa.rejected_fidelity) == (sb.steps_tried, sb.accepted, sb.rejected_fidelity)
@@ -40,6 +42,20 @@ def test_batched_equals_reference_greedy(experiment, seed, tau, p, prefix, keep)
         assert seq[:j] == sources[t // cfg.m][:j]          # the seed prefix
     if math.isinf(tau):
         assert sa.rejected_fidelity == 0
+
+
+@pytest.mark.parametrize('memory_mb', [64, 0.002])
+def test_batched_equals_reference_with_repeated_items(experiment, memory_mb):
+    """Sources may repeat an item (a re-purchase): the own pool and the target are sets, a repeated
+    prefix item counts once in the rank test."""
+    scorer, _ = _model(experiment, 9)
+    sources = [[i for i in s for _ in (0, 1)] for s in experiment.real_train[:40]]   # every item twice
+    cfg = G.GenConfig(m=3, p=0.5, tau=40, seed=9, seed_prefix='random', max_len=30, batch_size=8,
+                      memory_mb=memory_mb)
+    draws = G.predraw(sources, cfg)
+    a, _ = G.generate_batched(scorer, sources, cfg, draws)
+    assert a == G.generate_reference(scorer, sources, cfg, draws)[0]
+    assert any(len(x) > int(j) for x, j in zip(a, draws.prefix))
 
 
 def test_batched_equals_reference_sampling(experiment):

@@ -105,3 +105,18 @@ def test_item_scores_cover_every_item(experiment):
     assert s.shape == (len(q), tr.num_items) and torch.isinf(s[:, 0]).all()
     full = host.encode_all(model.train(), next(iter(tr.train_loader(batch_size=4, shuffle=False, num_workers=0))))
     assert full.dim() == 3
+
+
+def test_item_scores_when_batch_equals_item_range(experiment):
+    """RecStudio's scorers treat len(query) == len(items) as one item per query; item_scores must
+    still return the full [B, C] matrix (a batch of exactly that many rows happens in practice)."""
+    tr, _, _ = host.build(experiment.pristine)
+    model = experiment.new_model(tr).eval()
+    vecs = host.item_vectors(model, tr.num_items)
+    lo, hi = 5, 25
+    q = torch.randn(hi - lo, vecs.shape[1])
+    s = host.item_scores(model, q, tr.num_items, vecs, lo, hi)
+    assert s.shape == (hi - lo, hi - lo)
+    assert torch.allclose(s, q @ vecs[lo:hi].T, atol=1e-5)
+    full = host.item_scores(model, q, tr.num_items, vecs)
+    assert torch.equal(full[:, lo:hi], s) or torch.allclose(full[:, lo:hi], s, atol=1e-5)
