@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 
+from . import config as C
 from .errors import UserError
 
 USAGE = """run_recstudio.py -m MODEL -d DATASET [--augment none|rsir] [--config FILE.yaml]
@@ -56,7 +57,6 @@ def _split_flags(argv):
 
 
 def run_main(argv):
-    from . import config as C
     known, flags = _split_flags(argv)
     if known.device is not None:
         flags['train.device'] = known.device
@@ -68,6 +68,7 @@ def run_main(argv):
     from . import host, loop
     host.apply_shims()
     _check_model_keys(cfg)
+    loop.check_teacher(cfg)
     results = loop.run(cfg, progress=not known.quiet)
     print()
     print(f"{cfg['model_name']} on {results['dataset']}, augment={cfg['augment']}, seed {cfg['train']['seed']}, "
@@ -83,7 +84,7 @@ def _check_model_keys(cfg):
     from . import host, models
     _, conf = models.resolve(cfg['model_name'])
     known = set(conf.get('model', {})) if host.is_nested(conf) else set(conf)
-    known |= {'embed_dim'}
+    known |= {'embed_dim'} | set(C.model_yaml(cfg['model_name']).get('model', {}))   # plugin models' own keys
     bad = [k for k in cfg['model'] if k not in known]
     if bad:
         raise UserError(f'--{bad[0]}: unknown option for {cfg["model_name"]}; backbone options: '

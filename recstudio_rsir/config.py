@@ -113,6 +113,25 @@ def load_yaml(path):
     return obj
 
 
+def uses_teacher(cfg):
+    """True when another backbone (or a given checkpoint) generates the synthetic data."""
+    r = cfg['rsir']
+    return cfg['augment'] == 'rsir' and (bool(r.get('teacher_ckpt')) or
+                                         (r.get('teacher') or cfg['model_name']).lower() != cfg['model_name'].lower())
+
+
+def teacher_config(cfg):
+    """The config of the teacher backbone: the student's data/train/rsir groups, the teacher's own
+    model defaults (its model YAML), no augmentation."""
+    t = copy.deepcopy(cfg)
+    name = cfg['rsir']['teacher'] or cfg['model_name']
+    t['model_name'] = name
+    t['model'] = copy.deepcopy(model_yaml(name).get('model', {})) if name.lower() != cfg['model_name'].lower() \
+        else copy.deepcopy(cfg['model'])
+    t['augment'] = 'none'
+    return t
+
+
 def model_yaml(name):
     """The plugin's default YAML for a model name, if it has one (``model_configs/<name>.yaml``)."""
     path = os.path.join(PACKAGE_DIR, 'model_configs', f'{name.lower()}.yaml')

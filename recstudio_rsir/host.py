@@ -159,6 +159,40 @@ def host_model_class(name):
         return None
 
 
+def base_model_config():
+    """The config RecStudio gives a sequential model before its own YAML: ``basemodel.yaml`` updated
+    by ``seq/config/all.yaml`` (as ``get_model`` builds it), in the installed flavour's shape.  Plugin
+    models start from it; their own defaults come from the plugin's model YAML."""
+    apply_shims()
+    import recstudio.model as rm
+    from recstudio.utils.utils import parser_yaml
+    root = os.path.dirname(rm.__file__)
+    conf = parser_yaml(os.path.join(root, 'basemodel', 'basemodel.yaml'))
+    extra = os.path.join(root, 'seq', 'config', 'all.yaml')
+    if os.path.exists(extra):
+        for k, v in (parser_yaml(extra) or {}).items():
+            if isinstance(v, dict) and isinstance(conf.get(k), dict):
+                conf[k].update(v)
+            else:
+                conf[k] = v
+    return conf
+
+
+def auxiliary_loss(model, batch):
+    """A model's extra training term in the user regime, or None.
+
+    Plugin models expose ``contrastive_loss(batch)`` (CL4SRec, weight included); the GitHub
+    source's CL4SRec keeps its term in ``augmentation_model(batch, query_encoder)['cl_loss']``
+    weighted by ``model.cl_weight``.
+    """
+    if hasattr(model, 'contrastive_loss'):
+        return model.contrastive_loss(batch)
+    if hasattr(model, 'augmentation_model'):
+        w = config_value(model.config, 'cl_weight', 'model')
+        return float(w if w is not None else 0.1) * model.augmentation_model(batch, model.query_encoder)['cl_loss']
+    return None
+
+
 def merge_host_config(host_conf, model_group, train_group, max_seq_len):
     """The plugin's ``model``/``train`` groups written into a host config of either shape.
 

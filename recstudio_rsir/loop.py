@@ -127,6 +127,7 @@ def run(cfg, progress=True):
     rows = []
     prev_model = None
     pop = None
+    teacher = Teacher(cfg, out, ex, progress) if C.uses_teacher(cfg) else None
     for k in range(rounds + 1):
         rdir = os.path.join(out, f'round_{k}')
         os.makedirs(rdir, exist_ok=True)
@@ -137,7 +138,9 @@ def run(cfg, progress=True):
                 new = load_sequences(gen_path)
                 gen_info = read_json(os.path.join(rdir, 'generation.json'))
             else:
-                new, gen_info = generate_round(ex, prev_model, synthetic, gcfg, k, cfg, progress)
+                gen_model = teacher.model_for(k - 1, synthetic) if teacher else prev_model
+                new, gen_info = generate_round(ex, gen_model, synthetic, gcfg, k, cfg, progress)
+                gen_info['generator'] = teacher.name if teacher else cfg['model_name']
                 save_sequences(gen_path, new)
                 write_json(os.path.join(rdir, 'generation.json'), gen_info)
             log.info(gen_info['summary'])
@@ -148,26 +151,7 @@ def run(cfg, progress=True):
         if pop is None:
             pop = {'val': training.evaluate_popularity(ex.real_train, val, ex.num_items),
                    'test': training.evaluate_popularity(ex.real_train, test, ex.num_items)}
-        metrics_path = os.path.join(rdir, 'metrics.json')
-        model = ex.new_model(train)
-        if os.path.exists(metrics_path):
-            res = read_json(metrics_path)
-            model.load_state_dict(training.load_checkpoint(res['checkpoint'])['model'])
-        else:
-            def show(rec, k=k):
-                if progress:
-                    v = ' '.join(f'{m}={rec["val_" + m]:.4f}' for m in ('ndcg@20', 'recall@20') if 'val_' + m in rec)
-                    print(f'  round {k} epoch {rec["epoch"]:3d} loss {rec["loss"]:.4f} {v} ({rec["seconds"]:.1f}s)',
-                          flush=True)
-            summary = training.fit(model, train, val, cfg['train'], os.path.join(rdir, 'model'), ex.device, show)
-            ebs = cfg['train']['eval_batch_size']
-            res = {'round': k,
-                   'val': training.evaluate(model, val, ex.num_items, ebs, ex.device),
-                   'test': training.evaluate(model, test, ex.num_items, ebs, ex.device),
-                   'train': {kk: v for kk, v in summary.items() if kk != 'history'},
-                   'history': summary['history'],
-                   'checkpoint': summary['checkpoint']}
-            write_json(metrics_path, res)
+        model, res = train_or_load(ex, (train, val, test), rdir, k, progress)
         rows.append({'round': k, 'train_sequences': stats['sequences'], 'interactions': stats['interactions'],
                      'density': stats['density'], **{m: res['test'][m] for m in METRICS},
                      'val': {m: res['val'][m] for m in METRICS},
@@ -182,6 +166,86 @@ def run(cfg, progress=True):
                'popularity': pop, 'rounds': rows, 'wall_seconds': time.time() - t_all}
     write_json(os.path.join(out, 'results.json'), results)
     return results
+
+
+def train_or_load(ex, splits, rdir, k, progress, label=None):
+    """Train a new model of ``ex``'s backbone on ``splits`` into ``rdir`` (or load it when
+    ``rdir/metrics.json`` says it is done); returns (model with its best weights, metrics dict)."""
+    train, val, test = splits
+    metrics_path = os.path.join(rdir, 'metrics.json')
+    model = ex.new_model(train)
+    if os.path.exists(metrics_path):
+        res = read_json(metrics_path)
+        model.load_state_dict(training.load_checkpoint(res['checkpoint'])['model'])
+        return model, res
+    label = label or f'round {k}'
+
+    def show(rec):
+        if progress:
+            v = ' '.join(f'{m}={rec["val_" + m]:.4f}' for m in ('ndcg@20', 'recall@20') if 'val_' + m in rec)
+            print(f'  {label} epoch {rec["epoch"]:3d} loss {rec["loss"]:.4f} {v} ({rec["seconds"]:.1f}s)', flush=True)
+    summary = training.fit(model, train, val, ex.cfg['train'], os.path.join(rdir, 'model'), ex.device, show)
+    ebs = ex.cfg['train']['eval_batch_size']
+    res = {'round': k, 'model': ex.cfg['model_name'],
+           'val': training.evaluate(model, val, ex.num_items, ebs, ex.device),
+           'test': training.evaluate(model, test, ex.num_items, ebs, ex.device),
+           'train': {kk: v for kk, v in summary.items() if kk != 'history'},
+           'history': summary['history'],
+           'checkpoint': summary['checkpoint']}
+    write_json(metrics_path, res)
+    return model, res
+
+
+def check_teacher(cfg):
+    """One-line errors for a teacher backbone that does not exist or a checkpoint that is missing."""
+    r = cfg['rsir']
+    if r.get('teacher_ckpt') and not os.path.isfile(r['teacher_ckpt']):
+        raise UserError(f"--rsir.teacher_ckpt {r['teacher_ckpt']}: no such file (expected a model/best.pt of an "
+                        'earlier run)')
+    if r.get('teacher'):
+        try:
+            models.resolve(r['teacher'])
+        except UserError as e:
+            raise UserError(f"--rsir.teacher {r['teacher']}: " + str(e).split(': ', 1)[1])
+
+
+class Teacher:
+    """The generating backbone when it differs from the trained one (``rsir.teacher``; weak-to-strong).
+
+    Round k's data is generated by a teacher trained on the same rows as the student of round k-1
+    (real rows + the synthetic rows of rounds < k), stored in ``round_<k-1>/teacher/``.  With
+    ``rsir.teacher_ckpt`` the round-1 generator is that checkpoint instead (a ``best.pt`` of a
+    model of the teacher backbone trained on this dataset).
+    """
+
+    def __init__(self, cfg, out, student_ex, progress):
+        self.name = cfg['rsir']['teacher'] or cfg['model_name']
+        self.ckpt = cfg['rsir']['teacher_ckpt']
+        self.progress = progress
+        check_teacher(cfg)
+        tcfg = C.teacher_config(cfg)
+        self.ex = Experiment(tcfg, out)
+        if self.ex.num_items != student_ex.num_items or self.ex.real_train != student_ex.real_train:
+            raise UserError(f'--rsir.teacher {self.name}: its dataset build differs from the student\'s '
+                            '(item ids or training rows); use the same train.regime for both')
+        self.out = out
+
+    def model_for(self, j, synthetic):
+        """The teacher trained on round j's rows (``synthetic``: every synthetic row of rounds <= j)."""
+        train, val, test = self.ex.splits(synthetic)
+        if j == 0 and self.ckpt:
+            model = self.ex.new_model(train)
+            try:
+                state = training.load_checkpoint(self.ckpt)
+                model.load_state_dict(state['model'])
+            except (OSError, KeyError, RuntimeError) as e:
+                raise UserError(f'--rsir.teacher_ckpt {self.ckpt}: not a checkpoint of {self.name} on this dataset '
+                                f'({str(e).splitlines()[0][:200]})')
+            return model
+        tdir = os.path.join(self.out, f'round_{j}', 'teacher')
+        os.makedirs(tdir, exist_ok=True)
+        model, _ = train_or_load(self.ex, (train, val, test), tdir, j, self.progress, label=f'teacher {self.name} round {j}')
+        return model
 
 
 def generate_round(ex, model, synthetic, gcfg, k, cfg, progress):

@@ -108,14 +108,16 @@ def pair_logits(model, h, cand):
         h: ``[B, L, D]`` per-position query vectors.
         cand: ``[B, C, D]`` candidate item vectors shared by the positions of a row.
     Returns:
-        ``[B, L, C]``.  Inner-product and cosine scorers use one batched matmul; any other
-        RecStudio scorer is called on expanded tensors.
+        ``[B, L, C]``.  Inner-product and cosine scorers (also the plugin's temperature-scaled
+        cosine, ``score_func.temperature``) use one batched matmul; any other RecStudio scorer is
+        called on expanded tensors.
     """
     name = type(model.score_func).__name__
     if name == 'InnerProductScorer':
         return torch.bmm(h, cand.transpose(1, 2))
-    if name == 'CosineScorer':
-        return torch.bmm(F.normalize(h, dim=-1), F.normalize(cand, dim=-1).transpose(1, 2))
+    if name in ('CosineScorer', 'ScaledCosineScorer'):
+        out = torch.bmm(F.normalize(h, dim=-1), F.normalize(cand, dim=-1).transpose(1, 2))
+        return out / getattr(model.score_func, 'temperature', 1.0)
     L = h.shape[1]
     return model.score_func(h, cand.unsqueeze(1).expand(-1, L, -1, -1))
 
@@ -215,6 +217,9 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None):
             opt.zero_grad()
             if regime == 'user':
                 loss = user_regime_loss(model, batch, train_data.fiid, num_items, cfg['num_negatives'], gen)
+                extra = host.auxiliary_loss(model, batch)       # e.g. CL4SRec's contrastive term
+                if extra is not None:
+                    loss = loss + extra
             else:
                 loss = model.training_step(batch)
                 loss = loss['loss'] if isinstance(loss, dict) else loss

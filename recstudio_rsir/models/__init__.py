@@ -24,3 +24,20 @@ def resolve(name):
         raise UserError(f'-m {name}: unknown model; plugin models: {", ".join(plugin_names()) or "none"}; '
                         f'RecStudio sequential models: {", ".join(host.host_model_names())}')
     return found
+
+
+def _hstu():
+    from .hstu import HSTU
+    return HSTU, host.base_model_config()
+
+
+def _cl4srec():
+    found = host.host_model_class('CL4SRec')       # the GitHub source has its own: use it
+    if found is not None:
+        return found
+    from .cl4srec import CL4SRec
+    return CL4SRec, host.base_model_config()
+
+
+register('HSTU', _hstu)
+register('CL4SRec', _cl4srec)

@@ -1,0 +1,215 @@
+"""HSTU and CL4SRec: architecture properties, augmentations, the contrastive loss, the registry."""
+import math
+
+import pytest
+import torch
+
+from recstudio_rsir import generation as G
+from recstudio_rsir import host, models, training
+from recstudio_rsir.errors import UserError
+
+from conftest import tiny_cfg
+
+
+def _experiment(small_file, tmp_path, name, **over):
+    from recstudio_rsir import config as C
+    from recstudio_rsir import loop
+    cfg = tiny_cfg(small_file, tmp_path / 'out', **over)
+    cfg['model_name'] = name
+    cfg['model'] = dict(C.model_yaml(name).get('model', {}))
+    if name == 'HSTU':
+        cfg['model'].update(num_blocks=2, dropout_rate=0.0)
+    return loop.Experiment(cfg, str(tmp_path / 'out'))
+
+
+@pytest.fixture
+def hstu(small_file, tmp_path):
+    ex = _experiment(small_file, tmp_path, 'HSTU')
+    tr, _, _ = ex.splits([])
+    model = ex.new_model(tr).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():   # make the relative bias matter
+        for b in model.query_encoder.blocks:
+            b.rel_bias.w.normal_(0, 1.0)
+    return ex, tr, model
+
+
+def _run(model, ids):
+    lens = (ids > 0).sum(1)
+    return model.query_encoder({'in_item_id': ids, 'seqlen': lens}, need_pooling=False)
+
+
+def test_hstu_is_causal(hstu):
+    _, tr, model = hstu
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, tr.num_items, (4, 12), generator=g)
+    out = _run(model, ids)
+    for t in (3, 7, 11):
+        changed = ids.clone()
+        changed[:, t] = torch.randint(1, tr.num_items, (4,), generator=g)
+        out2 = _run(model, changed)
+        assert torch.allclose(out[:, :t], out2[:, :t], atol=1e-6)
+        assert not torch.allclose(out[:, t], out2[:, t], atol=1e-4)
+
+
+def test_hstu_padding_invariance(hstu):
+    _, tr, model = hstu
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(1, tr.num_items, (3, 6), generator=g)
+    ids[1, 4:] = 0
+    ids[2, 2:] = 0
+    padded = torch.cat([ids, torch.zeros(3, 9, dtype=torch.long)], 1)
+    a, b = _run(model, ids), _run(model, padded)
+    valid = ids > 0
+    assert torch.allclose(a[valid], b[:, :6][valid], atol=1e-6)
+    assert (b[:, 6:] == 0).all() and (a[~valid] == 0).all()       # padded rows stay zero
+    lens = valid.sum(1)
+    qa = host.encode_last(model, {'in_item_id': ids, 'seqlen': lens})
+    qb = host.encode_last(model, {'in_item_id': padded, 'seqlen': lens})
+    assert torch.allclose(qa, qb, atol=1e-6)
+
+
+def test_hstu_relative_bias_equals_loop(hstu):
+    _, _, model = hstu
+    rb = model.query_encoder.blocks[0].rel_bias
+    N = rb.max_len
+    for L in (1, 5, N):
+        got = rb(L)
+        want = torch.empty(L, L)
+        for i in range(L):
+            for j in range(L):
+                want[i, j] = rb.w[N - 1 + j - i]
+        assert torch.equal(got, want)
+
+
+def test_hstu_gradients_reach_every_projection(hstu):
+    ex, tr, model = hstu
+    model.train()
+    batch = next(iter(tr.train_loader(batch_size=32, shuffle=False, num_workers=0)))
+    loss = training.user_regime_loss(model, batch, tr.fiid, tr.num_items, 16, torch.Generator().manual_seed(0))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    names = {n for n, _ in model.named_parameters()}
+    assert any(n.endswith('uvqk') for n in names) and any(n.endswith('o.weight') for n in names)
+    assert any(n.endswith('rel_bias.w') for n in names)
+
+
+def test_hstu_output_is_normalised_and_scored_by_scaled_cosine(hstu):
+    _, tr, model = hstu
+    ids = torch.randint(1, tr.num_items, (5, 7))
+    q = host.encode_last(model, {'in_item_id': ids, 'seqlen': torch.full((5,), 7)})
+    assert torch.allclose(q.norm(dim=-1), torch.ones(5), atol=1e-5)
+    vecs = host.item_vectors(model, tr.num_items)
+    s = host.item_scores(model, q, tr.num_items, vecs)
+    want = q @ torch.nn.functional.normalize(vecs[1:], dim=-1).T / 0.05
+    assert torch.allclose(s[:, 1:], want, atol=1e-4) and torch.isinf(s[:, 0]).all()
+
+
+def test_hstu_time_bias_is_rejected(small_file, tmp_path):
+    ex = _experiment(small_file, tmp_path, 'HSTU')
+    ex.cfg['model']['time_bias'] = True
+    tr, _, _ = ex.splits([])
+    with pytest.raises(UserError, match='time_bias'):
+        ex.new_model(tr)
+
+
+# ----------------------------------------------------------------------------- CL4SRec
+
+from recstudio_rsir.models import cl4srec as CL  # noqa: E402
+
+
+def _batch(B=6, L=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(2, L + 1, (B,), generator=g)
+    ids = torch.randint(1, 50, (B, L), generator=g) * (torch.arange(L) < lens.unsqueeze(1))
+    return ids, lens
+
+
+def test_crop_keeps_a_contiguous_window():
+    ids, lens = _batch()
+    u = torch.rand(len(ids))
+    out, n = CL.crop(ids, lens, 0.5, u)
+    for i in range(len(ids)):
+        k = max(1, int(math.floor(0.5 * int(lens[i]))))
+        assert int(n[i]) == k
+        row, src = out[i, :k].tolist(), ids[i, :lens[i]].tolist()
+        assert any(src[s:s + k] == row for s in range(len(src) - k + 1))
+        assert (out[i, k:] == 0).all()
+
+
+def test_mask_replaces_the_right_number_of_items():
+    ids, lens = _batch()
+    out, n = CL.mask(ids, lens, 0.7, torch.rand(ids.shape), mask_id=999)
+    assert torch.equal(n, lens)
+    for i in range(len(ids)):
+        m = out[i] == 999
+        assert int(m.sum()) == int(math.floor(0.7 * int(lens[i])))
+        assert not m[lens[i]:].any()
+        assert torch.equal(out[i][~m], ids[i][~m])
+
+
+def test_reorder_shuffles_only_a_window():
+    ids, lens = _batch(B=20, seed=3)
+    u, r = torch.rand(len(ids)), torch.rand(ids.shape)
+    out, _ = CL.reorder(ids, lens, 0.5, u, r)
+    for i in range(len(ids)):
+        n = int(lens[i])
+        size = max(1, int(math.floor(0.5 * n)))
+        start = int(math.floor(float(u[i]) * (n - size + 1)))
+        a, b = ids[i].tolist(), out[i].tolist()
+        assert a[:start] == b[:start] and a[start + size:] == b[start + size:]
+        assert sorted(a[start:start + size]) == sorted(b[start:start + size])
+
+
+def test_augment_is_seeded_and_keeps_padding_out():
+    ids, lens = _batch(B=30)
+    torch.manual_seed(5)
+    a = CL.augment(ids, lens, 999, 0.2, 0.7, 0.2)
+    torch.manual_seed(5)
+    b = CL.augment(ids, lens, 999, 0.2, 0.7, 0.2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    out, n = a
+    assert ((out > 0).sum(1) == n).all()        # no hole inside a view, nothing past its length
+
+
+def test_info_nce_matches_its_definition():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    got = CL.info_nce(z1, z2, 0.5)
+    z = torch.cat([z1, z2])
+    total = 0.0
+    for i in range(8):
+        pos = (i + 4) % 8
+        logits = [float(z[i] @ z[j]) / 0.5 for j in range(8) if j != i]
+        total += -(float(z[i] @ z[pos]) / 0.5 - math.log(sum(math.exp(x) for x in logits)))
+    assert abs(float(got) - total / 8) < 1e-5
+    zn = torch.nn.functional.normalize(z1, dim=-1) * 3
+    assert CL.info_nce(zn, zn, 1.0) < CL.info_nce(zn, zn[[1, 2, 3, 0]], 1.0)   # matching views score better
+
+
+def test_cl4srec_mask_token_is_never_a_candidate(small_file, tmp_path):
+    ex = _experiment(small_file, tmp_path, 'CL4SRec')
+    tr, _, _ = ex.splits([])
+    model = ex.new_model(tr)
+    assert model.item_encoder.num_embeddings == tr.num_items + 1        # the extra mask row
+    assert host.item_vectors(model, tr.num_items).shape[0] == tr.num_items
+    with torch.no_grad():   # make the mask token the best item for every query
+        model.item_encoder.weight[tr.num_items] = 100.0
+    scorer = G.ModelScorer(model, tr.num_items, ex.max_seq_len)
+    seqs, _ = G.generate_batched(scorer, ex.real_train[:20], G.GenConfig(m=2, p=0.0, tau=math.inf, max_len=8))
+    assert max(max(s) for s in seqs) < tr.num_items
+    batch = next(iter(tr.train_loader(batch_size=16, shuffle=False, num_workers=0)))
+    model.train()
+    aux = host.auxiliary_loss(model, batch)
+    assert aux is not None and torch.isfinite(aux) and aux.requires_grad
+
+
+def test_registry_plugin_first_then_host():
+    cls, conf = models.resolve('HSTU')
+    assert cls.__name__ == 'HSTU' and 'embed_dim' in (conf.get('model', conf))
+    assert models.resolve('hstu')[0] is cls
+    assert models.resolve('CL4SRec')[0].__name__ == 'CL4SRec'
+    assert models.resolve('SASRec')[0].__module__.startswith('recstudio.')
+    with pytest.raises(UserError, match='HSTU'):
+        models.resolve('NoSuchModel')
