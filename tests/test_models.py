@@ -213,3 +213,29 @@ def test_registry_plugin_first_then_host():
     assert models.resolve('SASRec')[0].__module__.startswith('recstudio.')
     with pytest.raises(UserError, match='HSTU'):
         models.resolve('NoSuchModel')
+
+
+def test_source_flavour_paths(monkeypatch):
+    """GitHub-source flavour: its own CL4SRec class wins, its contrastive term is used in the user
+    regime (weighted by the nested model.cl_weight), plugin models read nested configs."""
+    class HostCL4SRec:
+        pass
+    monkeypatch.setattr(host, 'host_model_class', lambda name: (HostCL4SRec, {'model': {}, 'train': {}})
+                        if name == 'CL4SRec' else None)
+    assert models.resolve('CL4SRec')[0] is HostCL4SRec
+
+    class FakeAug:
+        def __call__(self, batch, encoder):
+            assert encoder == 'enc'
+            return {'cl_loss': torch.tensor(2.0)}
+
+    class SourceModel:
+        config = {'model': {'cl_weight': 0.25}, 'train': {}, 'data': {}, 'eval': {}}
+        augmentation_model = FakeAug()
+        query_encoder = 'enc'
+    assert float(host.auxiliary_loss(SourceModel(), {})) == 0.5
+    assert host.auxiliary_loss(object(), {}) is None
+
+    from recstudio_rsir.models.hstu import HSTU
+    fake = type('M', (), {'config': {'model': {'num_blocks': 3}, 'train': {}, 'data': {}, 'eval': {}}})()
+    assert HSTU._hp(fake, 'num_blocks') == 3 and HSTU._hp(fake, 'dqk') == 16
