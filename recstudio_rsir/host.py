@@ -188,8 +188,8 @@ def auxiliary_loss(model, batch):
     if hasattr(model, 'contrastive_loss'):
         return model.contrastive_loss(batch)
     if hasattr(model, 'augmentation_model'):
-        w = config_value(model.config, 'cl_weight', 'model')
-        return float(w if w is not None else 0.1) * model.augmentation_model(batch, model.query_encoder)['cl_loss']
+        w = config_value(model.config, 'cl_weight', 'model', default=0.1)
+        return float(w) * model.augmentation_model(batch, model.query_encoder)['cl_loss']
     return None
 
 
@@ -217,16 +217,19 @@ def merge_host_config(host_conf, model_group, train_group, max_seq_len):
     return conf
 
 
-def config_value(config, key, group=None):
-    """Read ``key`` from a host config of either shape (``group`` names the nested group)."""
+def config_value(config, key, group=None, default=None):
+    """Read ``key`` from a host config of either shape (``group`` names the nested group);
+    ``default`` when it is absent or null."""
+    value = config.get(key)
     if is_nested(config):
         if group is not None and key in config.get(group, {}):
-            return config[group][key]
-        for g in ('model', 'train', 'eval', 'data'):
-            if key in config.get(g, {}):
-                return config[g][key]
-        return config.get(key)
-    return config.get(key)
+            value = config[group][key]
+        else:
+            for g in ('model', 'train', 'eval', 'data'):
+                if key in config.get(g, {}):
+                    value = config[g][key]
+                    break
+    return default if value is None else value
 
 
 def construct(model_cls, host_conf, train_data, device):

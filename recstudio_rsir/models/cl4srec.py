@@ -91,8 +91,7 @@ class CL4SRec(SASRec):
     reorder_ratio, cl_temperature, cl_weight."""
 
     def _hp(self, key):
-        v = host.config_value(self.config, key, 'model')
-        return DEFAULTS[key] if v is None else v
+        return host.config_value(self.config, key, 'model', DEFAULTS[key])
 
     def _get_dataset_class():
         return dataset.SeqToSeqDataset

@@ -124,8 +124,7 @@ class HSTU(basemodel.BaseRetriever):
     dropout_rate, temperature; see the module docstring."""
 
     def _hp(self, key):
-        v = host.config_value(self.config, key, 'model')
-        return DEFAULTS[key] if v is None else v
+        return host.config_value(self.config, key, 'model', DEFAULTS[key])
 
     def _get_dataset_class():
         return dataset.SeqDataset
