@@ -12,7 +12,7 @@ import sys
 from . import config as C
 from .errors import UserError
 
-USAGE = """run_recstudio.py -m MODEL -d DATASET [--augment none|rsir] [--config FILE.yaml]
+USAGE = """run_recstudio.py -m MODEL -d DATASET [--augment none|rsir|reorder|insert] [--config FILE.yaml]
                         [--device cpu|cuda:N] [--seed N] [--output DIR] [--quiet]
                         [--KEY VALUE ...] [--GROUP.KEY VALUE ...]
 

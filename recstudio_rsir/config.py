@@ -5,7 +5,9 @@ The plugin's config is a dict of groups::
     data:  dataset options (max_seq_len)
     model: the backbone's hyper-parameters (passed to RecStudio's model config, either flavour)
     train: how one model is trained and evaluated (regime, epochs, patience, device, seed, ...)
-    rsir:  the self-improving loop and the generator (rounds, m, p, tau, fidelity, ...)
+    rsir:  the self-improving loop and the generator (rounds, m, p, tau, fidelity, ...);
+           ``rsir.rounds`` and ``rsir.generate_from`` also drive the heuristic augmentations
+    aug:   the heuristic augmentations (``--augment reorder|insert``: copies, ratios, seed)
 
 plus the top-level keys ``model_name``, ``dataset``, ``augment`` and ``output``.
 
@@ -24,7 +26,7 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULTS = {
     'model_name': 'SASRec',
     'dataset': 'embedded',
-    'augment': 'none',            # none | rsir
+    'augment': 'none',            # none | rsir | reorder | insert
     'output': None,               # default: runs/<model>-<dataset>-<augment>-seed<seed>
     'data': {
         'max_seq_len': 50,
@@ -65,10 +67,18 @@ DEFAULTS = {
         'teacher': None,          # backbone that generates (default: the trained backbone)
         'teacher_ckpt': None,
     },
+    'aug': {
+        'copies': 1,              # augmented copies per source row and round
+        'reorder_ratio': 0.2,     # reorder: window = max(2, floor(ratio * n)) items
+        'insert_rate': 0.2,       # insert: max(1, floor(rate * n)) items inserted
+        'insert_items': 'uniform',  # uniform | popularity: how inserted items are drawn
+        'seed': 0,
+    },
 }
 
 CHOICES = {
-    ('augment',): ('none', 'rsir'),
+    ('augment',): ('none', 'rsir', 'reorder', 'insert'),
+    ('aug', 'insert_items'): ('uniform', 'popularity'),
     ('train', 'regime'): ('user', 'prefix'),
     ('rsir', 'fidelity'): ('on', 'off'),
     ('rsir', 'decoding'): ('greedy', 'sample'),
@@ -76,7 +86,7 @@ CHOICES = {
     ('rsir', 'generate_from'): ('all', 'real'),
 }
 TOP_LEVEL = ('model_name', 'dataset', 'augment', 'output')
-GROUPS = ('data', 'model', 'train', 'rsir')
+GROUPS = ('data', 'model', 'train', 'rsir', 'aug')
 
 
 def deep_update(base, new, where):
@@ -154,7 +164,7 @@ def flag_target(key):
         if group != 'model' and k not in DEFAULTS[group]:
             raise UserError(f'--{key}: unknown option; accepted {group} options: {", ".join(sorted(DEFAULTS[group]))}')
         return group, k
-    owners = [g for g in ('train', 'data', 'rsir') if key in DEFAULTS[g]]
+    owners = [g for g in ('train', 'data', 'rsir', 'aug') if key in DEFAULTS[g]]
     if len(owners) == 1:
         return owners[0], key
     if len(owners) > 1:
@@ -201,12 +211,21 @@ def validate(cfg):
     _check(_is_int(t['patience']) and t['patience'] >= 1, 'train.patience', t['patience'], 'an integer >= 1')
     _check(_is_int(cfg['data']['max_seq_len']) and cfg['data']['max_seq_len'] >= 2, 'data.max_seq_len',
            cfg['data']['max_seq_len'], 'an integer >= 2')
+    a = cfg['aug']
+    _check(_is_int(a['copies']) and a['copies'] >= 1, 'aug.copies', a['copies'], 'an integer >= 1')
+    _check(_is_number(a['reorder_ratio']) and 0 < a['reorder_ratio'] <= 1, 'aug.reorder_ratio', a['reorder_ratio'],
+           'a number in (0, 1]')
+    _check(_is_number(a['insert_rate']) and a['insert_rate'] > 0, 'aug.insert_rate', a['insert_rate'], 'a number > 0')
     dev = str(t['device'])
     _check(dev == 'cpu' or dev == 'cuda' or dev.startswith('cuda:'), 'train.device', dev, 'cpu, cuda or cuda:N')
 
 
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _check(ok, name, value, what):

@@ -200,18 +200,20 @@ def k_core(seqs, k):
 
 # ----------------------------------------------------------------------------- statistics
 
-def sequence_stats(sequences, num_items=None):
-    """Users/sequences, items, interactions, density, sparsity and mean length of a list of
+def sequence_stats(sequences, num_items=None, users=None):
+    """Sequences, users, items, interactions, density, sparsity and mean length of a list of
     item-id sequences (any hashable ids).  ``num_items`` fixes the item-space size (default: the
-    number of distinct items seen)."""
+    number of distinct items seen); ``users`` the number of users (default: one per sequence).
+    Density = interactions / (users x items), as the paper's Table 4."""
     n_seq = len(sequences)
+    n_users = n_seq if users is None else users
     n_inter = sum(len(s) for s in sequences)
     items = set()
     for s in sequences:
         items.update(s)
     n_items = num_items if num_items is not None else len(items)
-    density = n_inter / (n_seq * n_items) if n_seq and n_items else 0.0
-    return {'sequences': n_seq, 'items': n_items, 'items_seen': len(items), 'interactions': n_inter,
+    density = n_inter / (n_users * n_items) if n_users and n_items else 0.0
+    return {'sequences': n_seq, 'users': n_users, 'items': n_items, 'items_seen': len(items), 'interactions': n_inter,
             'density': density, 'sparsity': 1.0 - density,
             'mean_length': n_inter / n_seq if n_seq else 0.0}
 

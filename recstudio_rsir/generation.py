@@ -510,12 +510,14 @@ def generate_reference(scorer, sources, cfg: GenConfig, draws: Draws = None):
 
 # ----------------------------------------------------------------------------- filtering
 
-def filter_sequences(trajectories, sources, m, prefix, existing, min_len, stats):
-    """Keep trajectories of length >= min_len that duplicate neither each other nor ``existing``
-    (the current training rows).  ``prefix[t]`` is trajectory t's seed-prefix length.
-    Fills the kept/dropped/length/own-share fields of ``stats``."""
+def filter_sequences(trajectories, origin, sources, prefix, existing, min_len, stats):
+    """Keep rows of length >= min_len that duplicate neither each other nor ``existing`` (the
+    current training rows).  ``origin[t]`` is the index in ``sources`` that row t came from and
+    ``prefix[t]`` how many of its first items were copied, not generated (RSIR's seed prefix; 0
+    for the heuristic augmentations).  Fills the kept/dropped/length/own-share fields of ``stats``.
+    Returns (kept rows, their origins)."""
     seen = set(map(tuple, existing))
-    kept = []
+    kept, kept_origin = [], []
     for t, seq in enumerate(trajectories):
         if len(seq) < min_len:
             stats.dropped_short += 1
@@ -526,7 +528,8 @@ def filter_sequences(trajectories, sources, m, prefix, existing, min_len, stats)
             continue
         seen.add(key)
         kept.append(seq)
-        src = sources[t // m]
+        kept_origin.append(origin[t])
+        src = sources[origin[t]]
         own = set(src)
         gen = seq[min(int(prefix[t]), len(src)):]
         stats.generated_items += len(gen)
@@ -535,4 +538,4 @@ def filter_sequences(trajectories, sources, m, prefix, existing, min_len, stats)
     stats.kept = len(kept)
     stats.mean_length = sum(map(len, kept)) / len(kept) if kept else 0.0
     stats.length_hist = dict(sorted(stats.length_hist.items()))
-    return kept
+    return kept, kept_origin

@@ -1,4 +1,5 @@
-"""The self-improving loop (``--augment rsir``) and plain training (``--augment none``).
+"""The self-improving loop (``--augment rsir``), the heuristic baselines run through the same loop
+(``--augment reorder|insert``) and plain training (``--augment none``).
 
 Output folder layout (every file written under a temporary name, then renamed)::
 
@@ -7,9 +8,13 @@ Output folder layout (every file written under a temporary name, then renamed)::
     round_0/ ... round_K/
         synthetic.npz          (round >= 1) the synthetic sequences added in this round:
                                items int32 [total], offsets int64 [n+1]; sequence i is
-                               items[offsets[i]:offsets[i+1]] (RecStudio item ids, see item_tokens.txt)
-        generation.json        generator summary (counts, acceptance, lengths, own-history share, time)
-        train_stats.json       statistics of this round's training rows (real + all synthetic so far)
+                               items[offsets[i]:offsets[i+1]] (RecStudio item ids, see item_tokens.txt);
+                               origin int64 [n]: the source row each came from (index into the
+                               real training rows followed by the earlier synthetic rows)
+        generation.json        generator summary (counts, acceptance, rejection reasons, lengths,
+                               own-history share, time) and ``diagnostics`` (popularity, coverage)
+        train_stats.json       statistics of this round's training rows (real + all synthetic so far),
+                               approximate entropy included
         model/best.pt          best checkpoint (validation NDCG@20); model/train_state.pt resume state
         metrics.json           validation and test metrics + training summary (marks the round done)
     item_tokens.txt            item id -> original item token (line i = id i)
@@ -27,9 +32,11 @@ import torch
 from . import config as C
 from . import data as D
 from . import host, models, training
+from .analysis import apen_summary, synthetic_diagnostics
 from .atomic import atomic_path, read_json, write_json, write_text
+from .augment import augment_rows
 from .errors import UserError
-from .generation import GenConfig, ModelScorer, filter_sequences, generate_batched, predraw
+from .generation import GenConfig, GenStats, ModelScorer, filter_sequences, generate_batched, predraw
 
 log = logging.getLogger('recstudio_rsir')
 
@@ -47,19 +54,21 @@ def resolve_device(name):
     return torch.device(name)
 
 
-def save_sequences(path, seqs):
+def save_sequences(path, seqs, origin):
     offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(s) for s in seqs])
     items = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
-            np.savez_compressed(f, items=items, offsets=offsets)
+            np.savez_compressed(f, items=items, offsets=offsets, origin=np.asarray(origin, dtype=np.int64))
 
 
 def load_sequences(path):
+    """(rows, origins) of a ``synthetic.npz``."""
     z = np.load(path)
     items, offsets = z['items'], z['offsets']
-    return [items[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
+    origin = z['origin'].tolist() if 'origin' in z.files else None      # older runs kept no origins
+    return [items[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])], origin
 
 
 class Experiment:
@@ -99,10 +108,13 @@ class Experiment:
 
 
 def train_stats(real, synthetic, num_items):
+    """Paper Table 4 for one round's training rows: the synthetic rows belong to the users whose
+    rows they came from, so density = interactions / (users x items) with users = real rows."""
     rows = list(real) + list(synthetic)
-    st = D.sequence_stats(rows, num_items=num_items - 1)
+    st = D.sequence_stats(rows, num_items=num_items - 1, users=len(real))
     st.update({'real_sequences': len(real), 'synthetic_sequences': len(synthetic),
                'synthetic_interactions': sum(map(len, synthetic))})
+    st.update(apen_summary(rows))
     return st
 
 
@@ -116,11 +128,12 @@ def run(cfg, progress=True):
     write_text(os.path.join(out, 'config.yaml'), C.dump(cfg))
     t_all = time.time()
     ex = Experiment(cfg, out)
-    rounds = int(cfg['rsir']['rounds']) if cfg['augment'] == 'rsir' else 0
+    rounds = int(cfg['rsir']['rounds']) if cfg['augment'] != 'none' else 0
     tau = C.tau_value(cfg['rsir'])
     gcfg = GenConfig.from_rsir(cfg['rsir'], ex.max_seq_len, tau)
     log.info('dataset: %s (%d users, %d items); model %s; %s; device %s', ex.dataset_desc, len(ex.real_train),
-             ex.num_items - 1, cfg['model_name'], 'RSIR %d round(s)' % rounds if rounds else 'no augmentation',
+             ex.num_items - 1, cfg['model_name'],
+             f"{cfg['augment']} {rounds} round(s)" if cfg['augment'] != 'none' else 'no augmentation',
              ex.device)
 
     synthetic = []
@@ -135,13 +148,19 @@ def run(cfg, progress=True):
         gen_info = None
         if k > 0:
             if os.path.exists(gen_path) and os.path.exists(os.path.join(rdir, 'generation.json')):
-                new = load_sequences(gen_path)
+                new, _ = load_sequences(gen_path)
                 gen_info = read_json(os.path.join(rdir, 'generation.json'))
             else:
-                gen_model = teacher.model_for(k - 1, synthetic) if teacher else prev_model
-                new, gen_info = generate_round(ex, gen_model, synthetic, gcfg, k, cfg, progress)
-                gen_info['generator'] = teacher.name if teacher else cfg['model_name']
-                save_sequences(gen_path, new)
+                sources = ex.real_train + (synthetic if cfg['rsir']['generate_from'] == 'all' else [])
+                if cfg['augment'] == 'rsir':
+                    gen_model = teacher.model_for(k - 1, synthetic) if teacher else prev_model
+                    new, origin, gen_info = generate_round(ex, gen_model, sources, synthetic, gcfg, k, progress)
+                    gen_info['generator'] = teacher.name if teacher else cfg['model_name']
+                else:
+                    new, origin, gen_info = heuristic_round(ex, sources, synthetic, cfg, k)
+                gen_info['diagnostics'] = synthetic_diagnostics(new, [sources[i] for i in origin], ex.real_train,
+                                                                ex.num_items)
+                save_sequences(gen_path, new, origin)
                 write_json(os.path.join(rdir, 'generation.json'), gen_info)
             log.info(gen_info['summary'])
             synthetic = synthetic + new
@@ -153,7 +172,7 @@ def run(cfg, progress=True):
                    'test': training.evaluate_popularity(ex.real_train, test, ex.num_items)}
         model, res = train_or_load(ex, (train, val, test), rdir, k, progress)
         rows.append({'round': k, 'train_sequences': stats['sequences'], 'interactions': stats['interactions'],
-                     'density': stats['density'], **{m: res['test'][m] for m in METRICS},
+                     'density': stats['density'], 'apen': stats['apen'], 'apen_reciprocal': stats['apen_reciprocal'], **{m: res['test'][m] for m in METRICS},
                      'val': {m: res['val'][m] for m in METRICS},
                      'generation': gen_info, 'train_seconds': res['train']['train_seconds'],
                      'epochs_run': res['train']['epochs_run'], 'best_epoch': res['train']['best_epoch']})
@@ -162,6 +181,7 @@ def run(cfg, progress=True):
     for r in rows:
         r['change_vs_round0'] = {m: (r[m] - base[m]) / base[m] if base[m] else 0.0 for m in METRICS}
     results = {'model': cfg['model_name'], 'dataset': ex.dataset_desc, 'augment': cfg['augment'],
+               'fidelity': cfg['rsir']['fidelity'] if cfg['augment'] == 'rsir' else None,
                'seed': cfg['train']['seed'], 'device': str(ex.device), 'flavour': host.flavour(),
                'popularity': pop, 'rounds': rows, 'wall_seconds': time.time() - t_all}
     write_json(os.path.join(out, 'results.json'), results)
@@ -248,9 +268,9 @@ class Teacher:
         return model
 
 
-def generate_round(ex, model, synthetic, gcfg, k, cfg, progress):
-    """Generate round ``k``'s synthetic sequences from ``model`` (best checkpoint of round k-1)."""
-    sources = ex.real_train + (synthetic if cfg['rsir']['generate_from'] == 'all' else [])
+def generate_round(ex, model, sources, synthetic, gcfg, k, progress):
+    """Round ``k``'s RSIR sequences from ``model`` (best checkpoint of round k-1) and ``sources``.
+    Returns (rows, origin indices into ``sources``, generation summary)."""
     g = GenConfig(**{**gcfg.__dict__, 'seed': gcfg.seed + 1000 * k})
     scorer = ModelScorer(model, ex.num_items, ex.max_seq_len, ex.pristine.fiid)
     bar = None
@@ -261,14 +281,34 @@ def generate_round(ex, model, synthetic, gcfg, k, cfg, progress):
     trajectories, stats = generate_batched(scorer, sources, g, draws, progress=bar.update if bar else None)
     if bar:
         bar.close()
-    kept = filter_sequences(trajectories, sources, g.m, draws.prefix.tolist(), ex.real_train + synthetic, g.min_len,
-                            stats)  # predraw keeps every prefix within its source
+    kept, origin = filter_sequences(trajectories, [t // g.m for t in range(len(trajectories))], sources,
+                                    draws.prefix.tolist(), ex.real_train + synthetic, g.min_len, stats)
     info = dict(stats.__dict__)
     info['acceptance_rate'] = stats.accepted / stats.steps_tried if stats.steps_tried else 0.0
     info['own_history_share'] = stats.generated_from_own / stats.generated_items if stats.generated_items else 0.0
     info['config'] = dict(g.__dict__, tau=str(g.tau) if not np.isfinite(g.tau) else g.tau)
     info['summary'] = f'round {k} ' + stats.summary_line()
-    return kept, info
+    return kept, origin, info
+
+
+def heuristic_round(ex, sources, synthetic, cfg, k):
+    """Round ``k``'s reordered or inserted copies of ``sources`` (see :mod:`recstudio_rsir.augment`),
+    filtered like RSIR's (length >= rsir.min_len, no duplicate of a training row)."""
+    t0 = time.time()
+    kind = cfg['augment']
+    max_len = int(cfg['rsir']['max_len'] or ex.max_seq_len)
+    rows, origin = augment_rows(kind, sources, ex.real_train, ex.num_items, cfg['aug'], max_len, k)
+    stats = GenStats(sources=len(sources), trajectories=len(rows))
+    kept, kept_origin = filter_sequences(rows, origin, sources, [0] * len(rows), ex.real_train + synthetic,
+                                         int(cfg['rsir']['min_len']), stats)
+    stats.seconds = time.time() - t0
+    info = dict(stats.__dict__)
+    info['own_history_share'] = stats.generated_from_own / stats.generated_items if stats.generated_items else 0.0
+    info['config'] = {'augment': kind, **cfg['aug'], 'seed': int(cfg['aug']['seed']) + 1000 * k}
+    info['summary'] = (f'round {k} {kind}: {len(sources)} sources, {len(rows)} copies; kept {stats.kept} '
+                       f'({stats.dropped_short} too short, {stats.dropped_duplicate} duplicates), mean length '
+                       f'{stats.mean_length:.2f} [{stats.seconds:.1f}s]')
+    return kept, kept_origin, info
 
 
 def format_table(results):

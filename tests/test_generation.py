@@ -88,9 +88,9 @@ def test_same_seed_same_output_and_batch_size_independent(experiment):
 def test_filter_min_len_and_duplicates():
     st = G.GenStats()
     traj = [[1, 2], [1, 2, 3], [1, 2, 3], [4, 5, 6], [7, 8, 9, 10]]
-    kept = G.filter_sequences(traj, [[1, 2, 3, 9], [4, 5, 6], [7, 8]], 2, [1, 1, 1, 1, 1],
-                              existing=[[4, 5, 6]], min_len=3, stats=st)
-    assert kept == [[1, 2, 3], [7, 8, 9, 10]]
+    kept, origin = G.filter_sequences(traj, [t // 2 for t in range(5)], [[1, 2, 3, 9], [4, 5, 6], [7, 8]],
+                                      [1, 1, 1, 1, 1], existing=[[4, 5, 6]], min_len=3, stats=st)
+    assert kept == [[1, 2, 3], [7, 8, 9, 10]] and origin == [0, 2]
     assert (st.dropped_short, st.dropped_duplicate, st.kept) == (1, 2, 2)
     # generated items after the prefix: [2,3] from source 0 (both own), [8,9,10] from source 2 (8 own)
     assert (st.generated_items, st.generated_from_own) == (5, 3)
