@@ -1,8 +1,11 @@
-"""Command line: ``run_recstudio.py`` / ``rsir run`` trains (and self-improves) a model; ``rsir stats``
-prints dataset statistics.
+"""Command line.
 
-    python run_recstudio.py -m SASRec -d embedded --augment rsir --rsir.rounds 2 --epochs 20
-    rsir stats -d ../shared/data/seqrec/Beauty.txt.gz
+    python run_recstudio.py -m SASRec -d embedded --augment rsir --rsir.rounds 2 --epochs 20   # = rsir run
+    python run_recstudio.py ... --augment rsir --rsir.tau 5,10,20 --rsir.p 0.3,0.5   # a grid (comma lists)
+    rsir stats -d ../shared/data/seqrec/Beauty.txt.gz      # dataset statistics
+    rsir suite yamls/compare_embedded.yaml [--seeds 1,2,3]  # methods x seeds, summary and report
+    rsir matrix -d embedded --models SASRec,HSTU            # teacher x student matrix
+    rsir report runs/compare_embedded                       # report.md + plots of any of those folders
 """
 import argparse
 import logging
@@ -64,11 +67,14 @@ def run_main(argv):
         flags['train.seed'] = known.seed
     top = {'model_name': known.model_name, 'dataset': known.dataset, 'augment': known.augment,
            'output': known.output}
-    cfg = C.resolve(config_path=known.config, flags=flags, top=top)
+    from . import suite as S
+    fixed, axes = S.grid_axes(flags)
+    cfg = C.resolve(config_path=known.config, flags=fixed, top=top)
     from . import host, loop
     host.apply_shims()
-    _check_model_keys(cfg)
-    loop.check_teacher(cfg)
+    if axes:
+        return grid_main(cfg, known, fixed, top, axes)
+    check_run(cfg)
     results = loop.run(cfg, progress=not known.quiet)
     print()
     print(f"{cfg['model_name']} on {results['dataset']}, augment={cfg['augment']}, seed {cfg['train']['seed']}, "
@@ -76,6 +82,89 @@ def run_main(argv):
           f"({results['wall_seconds']:.0f}s)")
     print(loop.format_table(results))
     print(f"results: {os.path.join(cfg['output'], 'results.json')}")
+    return 0
+
+
+def check_run(cfg):
+    """Checks that need the host, before anything is trained."""
+    from . import loop
+    _check_model_keys(cfg)
+    loop.check_teacher(cfg)
+
+
+def grid_main(cfg, known, fixed, top, axes):
+    """A flag given as a comma list runs every combination (round 0 trained once) into one folder."""
+    from . import report, suite as S
+    if cfg['augment'] == 'none':
+        raise UserError('a grid (an option given as a comma list) needs --augment rsir, reorder or insert')
+    ds = os.path.basename(str(cfg['dataset'])).split('.')[0]
+    out = known.output or os.path.join('runs', f"grid-{cfg['model_name']}-{ds}-{cfg['augment']}")
+    methods = S.grid_methods(axes, cfg['augment'])
+    top = {k: v for k, v in top.items() if k != 'output'}
+    summary = S.run_suite({}, methods, [cfg['train']['seed']], out, fixed, top, where='grid', check=check_run,
+                          progress=not known.quiet, kind='grid', config_path=known.config, axes=axes)
+    print(S.format_summary(summary))
+    print(f"report: {report.write_report(out)}")
+    return 0
+
+
+def suite_main(argv):
+    p = argparse.ArgumentParser(prog='rsir suite', description='Methods x seeds from a suite YAML')
+    p.add_argument('file')
+    p.add_argument('--seeds', help='comma list overriding the file\'s seeds')
+    p.add_argument('--output')
+    p.add_argument('--quiet', action='store_true')
+    a, rest = p.parse_known_args(argv)
+    _, flags = _split_flags(rest)
+    from . import host, report, suite as S
+    common, methods, seeds, out = S.load_suite(a.file)
+    if a.seeds:
+        try:
+            seeds = [int(x) for x in a.seeds.split(',')]
+        except ValueError:
+            raise UserError(f'--seeds {a.seeds}: expected a comma list of integers') from None
+    out = a.output or out or os.path.join('runs', os.path.splitext(os.path.basename(a.file))[0])
+    host.apply_shims()
+    summary = S.run_suite(common, methods, seeds, out, flags, where=a.file, check=check_run, progress=not a.quiet)
+    print(S.format_summary(summary))
+    print(f"report: {report.write_report(out)}")
+    return 0
+
+
+def matrix_main(argv):
+    p = argparse.ArgumentParser(prog='rsir matrix', description='Teacher x student matrix of one RSIR round')
+    p.add_argument('-d', '--dataset', required=True)
+    p.add_argument('--models', required=True, help='comma list of backbones, e.g. SASRec,CL4SRec,HSTU')
+    p.add_argument('--seeds', default='2022')
+    p.add_argument('--config')
+    p.add_argument('--output')
+    p.add_argument('--quiet', action='store_true')
+    a, rest = p.parse_known_args(argv)
+    _, flags = _split_flags(rest)
+    from . import host, models as M, report, suite as S
+    host.apply_shims()
+    names = [m.strip() for m in a.models.split(',') if m.strip()]
+    for n in names:
+        M.resolve(n)                                    # unknown names: one-line error listing the models
+    try:
+        seeds = [int(x) for x in a.seeds.split(',')]
+    except ValueError:
+        raise UserError(f'--seeds {a.seeds}: expected a comma list of integers') from None
+    common = C.load_yaml(a.config) if a.config else {}
+    ds = os.path.basename(a.dataset).split('.')[0]
+    out = a.output or os.path.join('runs', f'matrix-{ds}')
+    S.run_matrix(names, seeds, out, dict(common, dataset=a.dataset), flags, {'dataset': a.dataset},
+                 check=check_run, progress=not a.quiet)
+    print(f"report: {report.write_report(out)}")
+    return 0
+
+
+def report_main(argv):
+    p = argparse.ArgumentParser(prog='rsir report', description='report.md + plots of an output folder')
+    p.add_argument('folder')
+    a = p.parse_args(argv)
+    from . import report
+    print(report.write_report(a.folder))
     return 0
 
 
@@ -121,8 +210,9 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     logging.getLogger('recstudio').setLevel(logging.ERROR)
     try:
-        if argv and argv[0] == 'stats':
-            return stats_main(argv[1:])
+        commands = {'stats': stats_main, 'suite': suite_main, 'matrix': matrix_main, 'report': report_main}
+        if argv and argv[0] in commands:
+            return commands[argv[0]](argv[1:])
         if argv and argv[0] == 'run':
             argv = argv[1:]
         return run_main(argv)

@@ -66,6 +66,7 @@ DEFAULTS = {
         'seed': 0,
         'teacher': None,          # backbone that generates (default: the trained backbone)
         'teacher_ckpt': None,
+        'teacher_model': None,    # the teacher's model options (default: its model YAML's)
     },
     'aug': {
         'copies': 1,              # augmented copies per source row and round
@@ -136,8 +137,12 @@ def teacher_config(cfg):
     t = copy.deepcopy(cfg)
     name = cfg['rsir']['teacher'] or cfg['model_name']
     t['model_name'] = name
-    t['model'] = copy.deepcopy(model_yaml(name).get('model', {})) if name.lower() != cfg['model_name'].lower() \
-        else copy.deepcopy(cfg['model'])
+    if cfg['rsir'].get('teacher_model') is not None:
+        t['model'] = copy.deepcopy(cfg['rsir']['teacher_model'])
+    elif name.lower() != cfg['model_name'].lower():
+        t['model'] = copy.deepcopy(model_yaml(name).get('model', {}))
+    else:
+        t['model'] = copy.deepcopy(cfg['model'])
     t['augment'] = 'none'
     return t
 
@@ -172,13 +177,20 @@ def flag_target(key):
     return 'model', key        # anything else is a backbone hyper-parameter (checked against the host)
 
 
-def resolve(model_name=None, config_path=None, flags=None, top=None):
-    """Merge defaults < model YAML < config file < flags. ``top`` sets top-level keys (-m/-d/...)."""
+def resolve(model_name=None, config_path=None, flags=None, top=None, layers=()):
+    """Merge defaults < model YAML < config file < ``layers`` < flags. ``top`` sets top-level keys
+    (-m/-d/...); ``layers`` is a list of (where, mapping) applied in order after the file (a suite's
+    common block and one method's overrides)."""
     cfg = copy.deepcopy(DEFAULTS)
     file_cfg = load_yaml(config_path) if config_path else {}
-    name = (top or {}).get('model_name') or model_name or file_cfg.get('model_name') or cfg['model_name']
+    name = (top or {}).get('model_name') or model_name
+    for _, layer in reversed(list(layers)):
+        name = name or layer.get('model_name')
+    name = name or file_cfg.get('model_name') or cfg['model_name']
     deep_update(cfg, model_yaml(name), f'model YAML for {name}')
     deep_update(cfg, file_cfg, config_path or '')
+    for where, layer in layers:
+        deep_update(cfg, layer, where)
     for key, value in (flags or {}).items():
         g, k = flag_target(key)
         cfg[g][k] = value
@@ -211,6 +223,8 @@ def validate(cfg):
     _check(_is_int(t['patience']) and t['patience'] >= 1, 'train.patience', t['patience'], 'an integer >= 1')
     _check(_is_int(cfg['data']['max_seq_len']) and cfg['data']['max_seq_len'] >= 2, 'data.max_seq_len',
            cfg['data']['max_seq_len'], 'an integer >= 2')
+    _check(r.get('teacher_model') is None or isinstance(r['teacher_model'], dict), 'rsir.teacher_model',
+           r.get('teacher_model'), 'a mapping of the teacher backbone\'s model options')
     a = cfg['aug']
     _check(_is_int(a['copies']) and a['copies'] >= 1, 'aug.copies', a['copies'], 'an integer >= 1')
     _check(_is_number(a['reorder_ratio']) and 0 < a['reorder_ratio'] <= 1, 'aug.reorder_ratio', a['reorder_ratio'],

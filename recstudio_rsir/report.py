@@ -1,0 +1,240 @@
+"""``rsir report DIR``: a markdown report with per-round tables and PNG plots for one run folder,
+a suite folder (methods x seeds, grids) or a teacher x student matrix folder.
+
+Writes ``DIR/report.md`` and ``DIR/plots/*.png`` (each under a temporary name, then renamed):
+
+* ``metrics_per_round.png``  NDCG@10 and Recall@10 per round, one line per method (mean ± std)
+* ``data_per_round.png``     density and mean ApEn of the training rows per round
+* ``generation_per_round.png``  RSIR acceptance rate and own-history share of synthetic rows per round
+* ``teacher_student.png``    heatmap of the relative NDCG@10 change (matrix folders)
+"""
+import os
+
+import numpy as np
+
+from . import suite as S
+from .atomic import atomic_path, read_json, write_text
+from .errors import UserError
+
+METRICS = S.METRICS
+
+
+def _single_run_summary(folder):
+    """A run folder as a one-method summary (round 0 = base)."""
+    res = read_json(os.path.join(folder, 'results.json'))
+    name = res['augment'] if res['augment'] != 'rsir' or res.get('fidelity') != 'off' else 'rsir_fidelity_off'
+    rows = []
+    base = res['rounds'][0]
+    for r in res['rounds']:
+        row = {'method': 'base' if r['round'] == 0 else name, 'round': r['round'], 'augment': res['augment'],
+               'seeds': [res['seed']], 'val': r['val']}
+        for m in METRICS:
+            row[m] = {'mean': r[m], 'std': 0.0, 'values': [r[m]],
+                      'change_vs_base': r[m] / base[m] - 1 if base[m] else None, 'p_vs_base': None}
+        for key in ('train_sequences', 'interactions', 'density', 'apen', 'apen_reciprocal'):
+            row[key] = r.get(key)
+        g = r.get('generation')
+        if g:
+            row['acceptance_rate'] = g.get('acceptance_rate')
+            row['synthetic_rows'] = g.get('kept')
+            row['diagnostics'] = g.get('diagnostics')
+        rows.append(row)
+    return {'kind': 'run', 'seeds': [res['seed']], 'rows': rows, 'missing': [],
+            'title': f"{res['model']} on {res['dataset']}, augment {res['augment']}, seed {res['seed']}"}
+
+
+def _series(summary):
+    """method -> (rounds, rows) with the base row as round 0 of every method."""
+    rows = summary['rows']
+    base = [r for r in rows if r['method'] == 'base']
+    out = {}
+    for r in rows:
+        if r['method'] != 'base':
+            out.setdefault(r['method'], list(base)).append(r)
+    return out or ({'base': base} if base else {})
+
+
+def _savefig(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=110, bbox_inches='tight')
+
+
+def plot_metrics(summary, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    series = _series(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, m in zip(axes, ('ndcg@10', 'recall@10')):
+        for name, rs in series.items():
+            x = [r['round'] for r in rs]
+            ax.errorbar(x, [r[m]['mean'] for r in rs], yerr=[r[m]['std'] for r in rs], marker='o', capsize=3,
+                        label=name)
+        ax.set_xlabel('round')
+        ax.set_ylabel(f'test {m.upper().replace("RECALL", "Recall")}')
+        ax.set_xticks(sorted({r['round'] for rs in series.values() for r in rs}))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle('Test metrics per round (round 0 = backbone without augmentation)')
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def plot_data(summary, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    series = _series(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, label in ((axes[0], 'density', 'density of the training rows'),
+                           (axes[1], 'apen', 'mean ApEn (m=2, r=0) of the training rows')):
+        for name, rs in series.items():
+            ax.plot([r['round'] for r in rs], [r[key] for r in rs], marker='o', label=name)
+        ax.set_xlabel('round')
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle('Training data per round')
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def plot_generation(summary, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    series = {n: [r for r in rs if r['round'] > 0] for n, rs in _series(summary).items()}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, rs in series.items():
+        acc = [(r['round'], r['acceptance_rate']) for r in rs if r.get('acceptance_rate') is not None]
+        if acc:
+            axes[0].plot(*zip(*acc), marker='o', label=name)
+        own = [(r['round'], r['diagnostics']['own_history_share']) for r in rs if r.get('diagnostics')]
+        if own:
+            axes[1].plot(*zip(*own), marker='o', label=name)
+    axes[0].set_ylabel('RSIR steps accepted / tried')
+    axes[1].set_ylabel("share of synthetic interactions\non the source user's own items")
+    for ax in axes:
+        ax.set_xlabel('round')
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle('Generation per round')
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def plot_matrix(matrix, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    st, te = matrix['students'], matrix['teachers']
+    val = np.array([[matrix['change'].get(s, {}).get(t, {}).get('ndcg@10') or np.nan for s in st] for t in te])
+    fig, ax = plt.subplots(figsize=(1.6 * len(st) + 2, 1.3 * len(te) + 1.5))
+    lim = np.nanmax(np.abs(val)) if np.isfinite(val).any() else 1.0
+    im = ax.imshow(val * 100, cmap='RdBu', vmin=-lim * 100, vmax=lim * 100)
+    ax.set_xticks(range(len(st)), st)
+    ax.set_yticks(range(len(te)), te)
+    ax.set_xlabel('student (trained)')
+    ax.set_ylabel('teacher (generates)')
+    for i in range(len(te)):
+        for j in range(len(st)):
+            if np.isfinite(val[i, j]):
+                ax.text(j, i, f'{val[i, j]:+.1%}', ha='center', va='center', fontsize=9)
+    fig.colorbar(im, ax=ax, label='NDCG@10 change vs the student without augmentation (%)')
+    ax.set_title('Teacher x student: one RSIR round')
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def _per_round_table(summary):
+    lines = ['| method | round | train rows | interactions | density | sparsity | ApEn | 1/ApEn | synthetic rows | '
+             'accept | own-history share | popularity (synthetic / real) | top-10% items share (synthetic / real) | '
+             'item coverage (synthetic) |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in summary['rows']:
+        d = r.get('diagnostics') or {}
+        acc = r.get('acceptance_rate')
+
+        def f(x, fmt):
+            return '' if x is None else format(x, fmt)
+        pop = (f"{d['popularity_mean_synthetic'] / d['popularity_mean_real']:.2f}x"
+               if d.get('popularity_mean_real') else '')
+        top = (f"{d['top_items_share_synthetic']:.1%} / {d['top_items_share_real']:.1%}" if d else '')
+        lines.append(f"| {r['method']} | {r['round']} | {f(r['train_sequences'], '.0f')} | "
+                     f"{f(r['interactions'], '.0f')} | {f(r['density'], '.6f')} | "
+                     f"{f(1 - r['density'] if r['density'] is not None else None, '.6f')} | {f(r['apen'], '.4f')} | "
+                     f"{f(r['apen_reciprocal'], '.2f')} | {f(r.get('synthetic_rows'), '.0f')} | {f(acc, '.1%')} | "
+                     f"{f(d.get('own_history_share'), '.1%')} | {pop} | {top} | "
+                     f"{f(d.get('coverage_synthetic'), '.1%')} |")
+    return '\n'.join(lines)
+
+
+def _matrix_table(matrix):
+    st = matrix['students']
+    lines = ['| teacher \\ student | ' + ' | '.join(st) + ' |', '|---' * (len(st) + 1) + '|']
+    for t in matrix['teachers']:
+        cells = []
+        for s in st:
+            c = matrix['change'].get(s, {}).get(t, {})
+            cells.append('' if c.get('ndcg@10') is None else f"{c['ndcg@10']:+.2%} / {c['recall@10']:+.2%}")
+        lines.append(f'| {t} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def write_report(folder):
+    """Write ``folder/report.md`` and its plots; returns the report path."""
+    if not os.path.isdir(folder):
+        raise UserError(f'rsir report {folder}: no such folder')
+    plots = os.path.join(folder, 'plots')
+    parts = []
+    matrix_path = os.path.join(folder, 'matrix.json')
+    if os.path.exists(matrix_path):
+        matrix = read_json(matrix_path)
+        os.makedirs(plots, exist_ok=True)
+        plot_matrix(matrix, os.path.join(plots, 'teacher_student.png'))
+        parts += ['# Teacher x student (one RSIR round)', '',
+                  f"Seeds {', '.join(map(str, matrix['seeds']))}. Cell: relative change of test NDCG@10 / Recall@10 of "
+                  "the student after one round on data its teacher generated, vs the student without augmentation "
+                  '(mean over seeds).', '', _matrix_table(matrix), '', '![teacher x student](plots/teacher_student.png)',
+                  '']
+        for s in matrix['students']:
+            parts += [f'## Student {s}', '', S.format_summary(read_json(os.path.join(folder, s, 'summary.json')))]
+        return _write(folder, parts)
+    if os.path.exists(os.path.join(folder, 'suite.json')):
+        summary = S.write_summary(folder)
+        meta = read_json(os.path.join(folder, 'suite.json'))
+        title = {'grid': 'Hyper-parameter grid', 'suite': 'Methods x seeds'}.get(meta.get('kind'), 'Suite')
+        common = meta.get('common', {})
+        parts += [f"# {title}: {common.get('model_name', '')} on {common.get('dataset', '')}", '']
+        if meta.get('axes'):
+            parts += ['Grid axes: ' + '; '.join(f"{k} in {v}" for k, v in meta['axes']) +
+                      '. Pick settings by the validation columns of `summary.json` (test is for reporting).', '']
+    elif os.path.exists(os.path.join(folder, 'results.json')):
+        summary = _single_run_summary(folder)
+        parts += [f"# {summary['title']}", '']
+    else:
+        raise UserError(f'rsir report {folder}: neither results.json, suite.json nor matrix.json is there '
+                        '(expected an output folder of run_recstudio.py, rsir suite or rsir matrix)')
+    if not summary['rows']:
+        raise UserError(f'rsir report {folder}: no finished run in this folder yet')
+    os.makedirs(plots, exist_ok=True)
+    plot_metrics(summary, os.path.join(plots, 'metrics_per_round.png'))
+    plot_data(summary, os.path.join(plots, 'data_per_round.png'))
+    plot_generation(summary, os.path.join(plots, 'generation_per_round.png'))
+    parts += ['## Test metrics', '', S.format_summary(summary), '![metrics per round](plots/metrics_per_round.png)', '',
+              '## Training data and generation per round', '',
+              'Density = interactions / (users x items); ApEn = mean approximate entropy of the training rows '
+              '(m = 2, r = 0), 1/ApEn its reciprocal as the paper reports it; own-history share = synthetic '
+              "interactions on items of the row's source user; popularity = mean training count of the items of "
+              'synthetic vs real interactions; item coverage = distinct items in the synthetic rows / items.', '',
+              _per_round_table(summary), '', '![data per round](plots/data_per_round.png)', '',
+              '![generation per round](plots/generation_per_round.png)', '']
+    return _write(folder, parts)
+
+
+def _write(folder, parts):
+    path = os.path.join(folder, 'report.md')
+    write_text(path, '\n'.join(parts) + '\n')
+    return path
+

@@ -1,0 +1,137 @@
+"""Suites (methods x seeds), grids, the teacher x student matrix and the report, on tiny configs."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from test_end_to_end import ROOT, TINY
+
+RSIR = [sys.executable, '-m', 'recstudio_rsir.cli']
+
+
+def _tiny_common(data):
+    return {'model_name': 'SASRec', 'dataset': data,
+            'train': {'epochs': 2, 'patience': 2, 'batch_size': 128, 'num_negatives': 32, 'num_threads': 1},
+            'model': {'embed_dim': 16, 'hidden_size': 32, 'layer_num': 1},
+            'rsir': {'m': 2, 'rounds': 1}}
+
+
+def _png_ok(path):
+    from PIL import Image
+    with Image.open(path) as im:
+        im = im.convert('L')
+        lo, hi = im.getextrema()
+        return im.size[0] > 300 and hi - lo > 100          # not blank
+
+
+def test_suite_runs_methods_and_seeds_and_shares_round0(small_file, tmp_path):
+    spec = {'seeds': [1, 2], 'common': _tiny_common(small_file),
+            'methods': {'reorder': {'augment': 'reorder'}, 'rsir': {'augment': 'rsir'},
+                        'rsir_off': {'augment': 'rsir', 'rsir': {'fidelity': 'off'}}}}
+    path = tmp_path / 'suite.yaml'
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / 'out'
+    r = subprocess.run(RSIR + ['suite', str(path), '--output', str(out), '--quiet'], cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summ = json.load(open(out / 'summary.json'))
+    rows = {(x['method'], x['round']): x for x in summ['rows']}
+    assert set(rows) == {('base', 0), ('reorder', 1), ('rsir', 1), ('rsir_off', 1)} and not summ['missing']
+    for seed in (1, 2):
+        base = json.load(open(out / 'base' / f'seed{seed}' / 'results.json'))
+        for m in ('reorder', 'rsir', 'rsir_off'):
+            res = json.load(open(out / m / f'seed{seed}' / 'results.json'))
+            # round 0 of every method is the base model of that seed (trained once)
+            assert res['rounds'][0]['ndcg@10'] == base['rounds'][0]['ndcg@10']
+            assert not (out / m / f'seed{seed}' / 'round_0' / 'model').exists()
+            assert res['seed'] == seed
+        off = json.load(open(out / 'rsir_off' / f'seed{seed}' / 'round_1' / 'generation.json'))
+        on = json.load(open(out / 'rsir' / f'seed{seed}' / 'round_1' / 'generation.json'))
+        assert off['rejected_fidelity'] == 0 and off['acceptance_rate'] == 1.0
+        assert on['acceptance_rate'] < 1.0
+    # mean / std over the two seeds
+    vals = [json.load(open(out / 'rsir' / f'seed{s}' / 'results.json'))['rounds'][1]['ndcg@10'] for s in (1, 2)]
+    assert rows[('rsir', 1)]['ndcg@10']['mean'] == pytest.approx(sum(vals) / 2)
+    assert rows[('rsir', 1)]['ndcg@10']['values'] == vals
+    assert rows[('rsir', 1)]['best_heuristic'] == 'reorder r1'
+    # the report: tables and plots that are not blank
+    text = (out / 'report.md').read_text()
+    assert '| rsir | 1 |' in text and 'ApEn' in text and 'plots/metrics_per_round.png' in text
+    for png in ('metrics_per_round', 'data_per_round', 'generation_per_round'):
+        assert _png_ok(out / 'plots' / f'{png}.png')
+    # a second call re-runs nothing
+    mtime = os.path.getmtime(out / 'rsir' / 'seed1' / 'results.json')
+    r = subprocess.run(RSIR + ['suite', str(path), '--output', str(out), '--quiet'], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and os.path.getmtime(out / 'rsir' / 'seed1' / 'results.json') == mtime
+
+
+@pytest.mark.parametrize('spec,expect', [
+    ({'methods': {'x': {'train': {'epochs': 1}}}}, 'cannot differ between methods'),
+    ({'methods': {'x': {'augment': 'shuffle'}}}, "augment: 'shuffle' is not one of none, rsir, reorder, insert"),
+    ({'methods': {}}, '`methods` must be a mapping'),
+    ({'methods': {'x': {'augment': 'rsir'}}, 'seeds': 'a'}, '`seeds` must be a list of integers'),
+    ({'methods': {'x': {'augment': 'rsir'}}, 'colour': 1}, 'unknown key `colour`'),
+])
+def test_bad_suite_is_a_one_line_error(small_file, tmp_path, spec, expect):
+    path = tmp_path / 'bad.yaml'
+    path.write_text(yaml.safe_dump(dict({'common': _tiny_common(small_file)}, **spec)))
+    r = subprocess.run(RSIR + ['suite', str(path), '--output', str(tmp_path / 'o')], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and expect in r.stderr, r.stderr
+    assert not (tmp_path / 'o' / 'base').exists()
+
+
+def test_grid_from_comma_lists(small_file, tmp_path):
+    out = tmp_path / 'grid'
+    cmd = [sys.executable, 'run_recstudio.py', '-m', 'SASRec', '-d', small_file, '--output', str(out), *TINY,
+           '--epochs', '1', '--augment', 'rsir', '--rsir.tau', '5,50', '--rsir.p', '0.2,0.8']
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summ = json.load(open(out / 'summary.json'))
+    names = sorted(x['method'] for x in summ['rows'] if x['method'] != 'base')
+    assert names == ['tau=5,p=0.2', 'tau=5,p=0.8', 'tau=50,p=0.2', 'tau=50,p=0.8']
+    gen = json.load(open(out / 'tau=5,p=0.8' / 'seed2022' / 'round_1' / 'generation.json'))
+    assert gen['config']['tau'] == 5 and gen['config']['p'] == 0.8
+    # a looser threshold accepts at least as large a share of steps
+    acc = {x['method']: x['acceptance_rate'] for x in summ['rows'] if x['method'] != 'base'}
+    assert acc['tau=50,p=0.2'] >= acc['tau=5,p=0.2']
+    assert (out / 'report.md').exists()
+
+
+def test_teacher_student_matrix(small_file, tmp_path):
+    out = tmp_path / 'm'
+    cmd = RSIR + ['matrix', '-d', small_file, '--models', 'SASRec,HSTU', '--output', str(out), '--quiet',
+                  '--epochs', '2', '--patience', '2', '--batch_size', '128', '--num_negatives', '32',
+                  '--num_threads', '1', '--rsir.m', '2', '--model.embed_dim', '16']
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    mat = json.load(open(out / 'matrix.json'))
+    assert set(mat['change']) == {'SASRec', 'HSTU'}
+    assert all(set(v) == {'SASRec', 'HSTU'} for v in mat['change'].values())
+    # HSTU's data for SASRec came from HSTU's base model, not from a new teacher training
+    gen = json.load(open(out / 'SASRec' / 'teacher_HSTU' / 'seed2022' / 'round_1' / 'generation.json'))
+    assert gen['generator'] == 'HSTU'
+    assert not (out / 'SASRec' / 'teacher_HSTU' / 'seed2022' / 'round_0' / 'teacher').exists()
+    base = json.load(open(out / 'SASRec' / 'base' / 'seed2022' / 'results.json'))['rounds'][0]['ndcg@10']
+    r1 = json.load(open(out / 'SASRec' / 'teacher_HSTU' / 'seed2022' / 'results.json'))['rounds'][1]['ndcg@10']
+    assert mat['change']['SASRec']['HSTU']['ndcg@10'] == pytest.approx(r1 / base - 1)
+    assert _png_ok(out / 'plots' / 'teacher_student.png')
+    assert 'teacher \\ student' in (out / 'report.md').read_text()
+
+
+def test_report_of_a_single_run_and_of_nothing(small_file, tmp_path):
+    from test_end_to_end import _cmd
+    out = tmp_path / 'run'
+    r = subprocess.run(_cmd(small_file, out, '--augment', 'insert', '--rsir.rounds', '2', '--epochs', '1'),
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run(RSIR + ['report', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = (out / 'report.md').read_text()
+    assert '| insert | 2 |' in text and _png_ok(out / 'plots' / 'data_per_round.png')
+    r = subprocess.run(RSIR + ['report', str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'neither results.json' in r.stderr and r.stderr.count('\n') == 1
