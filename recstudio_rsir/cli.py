@@ -59,12 +59,18 @@ def _split_flags(argv):
     return known, flags
 
 
-def run_main(argv):
-    known, flags = _split_flags(argv)
+def _with_known(known, flags):
+    """--device / --seed given to any command are the train options."""
     if known.device is not None:
         flags['train.device'] = known.device
     if known.seed is not None:
         flags['train.seed'] = known.seed
+    return flags
+
+
+def run_main(argv):
+    known, flags = _split_flags(argv)
+    _with_known(known, flags)
     top = {'model_name': known.model_name, 'dataset': known.dataset, 'augment': known.augment,
            'output': known.output}
     from . import suite as S
@@ -115,7 +121,9 @@ def suite_main(argv):
     p.add_argument('--output')
     p.add_argument('--quiet', action='store_true')
     a, rest = p.parse_known_args(argv)
-    _, flags = _split_flags(rest)
+    flags = _with_known(*_split_flags(rest))
+    if 'train.seed' in flags:
+        raise UserError('rsir suite: give seeds with --seeds (a comma list), not --seed')
     from . import host, report, suite as S
     common, methods, seeds, out = S.load_suite(a.file)
     if a.seeds:
@@ -140,7 +148,9 @@ def matrix_main(argv):
     p.add_argument('--output')
     p.add_argument('--quiet', action='store_true')
     a, rest = p.parse_known_args(argv)
-    _, flags = _split_flags(rest)
+    flags = _with_known(*_split_flags(rest))
+    if 'train.seed' in flags:
+        raise UserError('rsir matrix: give seeds with --seeds (a comma list), not --seed')
     from . import host, models as M, report, suite as S
     host.apply_shims()
     names = [m.strip() for m in a.models.split(',') if m.strip()]

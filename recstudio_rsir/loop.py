@@ -122,6 +122,7 @@ def run(cfg, progress=True):
     """Run plain training (augment none: round 0 only) or the RSIR loop; returns results dict."""
     out = cfg['output'] or default_output(cfg)
     cfg['output'] = out
+    check_output_folder(cfg, out)
     os.makedirs(out, exist_ok=True)
     threads = cfg['train']['num_threads'] or os.cpu_count()
     torch.set_num_threads(int(threads))
@@ -186,6 +187,29 @@ def run(cfg, progress=True):
                'popularity': pop, 'rounds': rows, 'wall_seconds': time.time() - t_all}
     write_json(os.path.join(out, 'results.json'), results)
     return results
+
+
+# options that may change when a run is continued in the same folder
+RESUMABLE_CHANGES = {('rsir', 'rounds'), ('train', 'num_threads'), ('train', 'device'), ('output',)}
+
+
+def check_output_folder(cfg, out):
+    """Refuse to continue a run in ``out`` that was made with another config (its checkpoints and
+    synthetic rows belong to that config).  More rounds, threads or another device are fine."""
+    path = os.path.join(out, 'config.yaml')
+    if not os.path.exists(path):
+        return
+    import yaml
+    with open(path) as f:
+        old = yaml.safe_load(f) or {}
+    for key in ('model_name', 'dataset', 'augment', 'output') + C.GROUPS:
+        a, b = old.get(key), cfg.get(key)
+        pairs = [((key,), a, b)] if not isinstance(b, dict) else \
+            [((key, k), (a or {}).get(k), b.get(k)) for k in sorted(set(a or {}) | set(b))]
+        for where, x, y in pairs:
+            if x != y and where not in RESUMABLE_CHANGES:
+                raise UserError(f"--output {out}: it holds a run with {'.'.join(where)} = {x!r}, not {y!r}; "
+                                'use another --output folder or delete this one')
 
 
 def train_or_load(ex, splits, rdir, k, progress, label=None):

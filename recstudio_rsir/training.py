@@ -149,9 +149,6 @@ def user_regime_loss(model, batch, fiid, num_items, num_negatives, gen):
     valid = tgt > 0
     loss = -F.log_softmax(logits, -1)[..., 0]
     loss = (loss * valid).sum() / valid.sum().clamp(min=1)
-    extra = getattr(model, 'auxiliary_loss', None)
-    if extra is not None:
-        loss = loss + extra(batch)
     return loss
 
 
@@ -211,7 +208,7 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None):
     for epoch in range(start_epoch, cfg['epochs']):
         t0 = time.time()
         model.train()
-        total, nb = 0.0, 0
+        total, aux_total, nb = 0.0, 0.0, 0
         for batch in train_data.train_loader(batch_size=cfg['batch_size'], shuffle=True, num_workers=0):
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             opt.zero_grad()
@@ -220,6 +217,7 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None):
                 extra = host.auxiliary_loss(model, batch)       # e.g. CL4SRec's contrastive term
                 if extra is not None:
                     loss = loss + extra
+                    aux_total += float(extra.detach())
             else:
                 loss = model.training_step(batch)
                 loss = loss['loss'] if isinstance(loss, dict) else loss
@@ -229,6 +227,8 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None):
             nb += 1
         train_s = time.time() - t0
         rec = {'epoch': epoch, 'loss': total / max(nb, 1), 'train_seconds': train_s}
+        if aux_total:
+            rec['aux_loss'] = aux_total / max(nb, 1)          # the weighted extra term inside 'loss'
         last = epoch == cfg['epochs'] - 1
         if (epoch + 1) % cfg.get('eval_every', 1) == 0 or last:
             val = evaluate(model, val_data, num_items, cfg.get('eval_batch_size', 256), device)

@@ -114,3 +114,19 @@ def test_cl4srec_trains_and_evaluates_from_the_command_line(small_file, tmp_path
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.load(open(out / 'round_0' / 'metrics.json'))
     assert m['model'] == 'CL4SRec' and 0 <= m['test']['ndcg@10'] <= 1 and m['train']['epochs_run'] == 1
+
+
+def test_output_folder_of_another_config_is_refused(small_file, tmp_path):
+    out = tmp_path / 'run'
+    r = subprocess.run(_cmd(small_file, out, '--epochs', '1'), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    before = (out / 'config.yaml').read_text()
+    r = subprocess.run(_cmd(small_file, out, '--epochs', '1', '--seed', '7'), cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1
+    assert 'train.seed = 2022, not 7' in r.stderr and 'another --output' in r.stderr
+    assert (out / 'config.yaml').read_text() == before
+    # more rounds of the same run continue in the same folder
+    r = subprocess.run(_cmd(small_file, out, '--epochs', '1', '--augment', 'none', '--rsir.rounds', '3'), cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]

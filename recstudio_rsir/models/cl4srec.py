@@ -13,7 +13,8 @@ from
 and InfoNCE over the 2B view vectors with in-batch negatives (dot product / cl_temperature, the
 other view of the same sequence is the positive).  Loss = next-item loss + cl_weight * InfoNCE.
 Defaults as the paper and RecStudio's source: crop 0.2, mask 0.7, reorder 0.2, temperature 1.0,
-weight 0.1.  The mask token is item id ``num_items`` (one extra embedding row); it is never a
+weight 0.1.  A view's vector is ``cl_pooling``: ``mean`` of the encoder's outputs over the view's
+positions (RecStudio's source CL4SRec) or ``last`` (the output at the view's last position).  The mask token is item id ``num_items`` (one extra embedding row); it is never a
 candidate: :func:`recstudio_rsir.host.item_vectors` cuts the table at ``num_items``.
 """
 import torch
@@ -25,7 +26,9 @@ host.apply_shims()
 from recstudio.data import dataset  # noqa: E402
 from recstudio.model.seq.sasrec import SASRec  # noqa: E402
 
-DEFAULTS = {'crop_ratio': 0.2, 'mask_ratio': 0.7, 'reorder_ratio': 0.2, 'cl_temperature': 1.0, 'cl_weight': 0.1}
+DEFAULTS = {'crop_ratio': 0.2, 'mask_ratio': 0.7, 'reorder_ratio': 0.2, 'cl_temperature': 1.0, 'cl_weight': 0.1,
+            'cl_pooling': 'mean'}
+POOLINGS = ('mean', 'last')
 
 
 def crop(ids, lens, ratio, u):
@@ -75,6 +78,15 @@ def augment(ids, lens, mask_id, crop_ratio, mask_ratio, reorder_ratio):
     return out, torch.where(choice == 0, c_len, lens)
 
 
+def view_vector(out, lens, pooling):
+    """One vector per view.  out ``[B, L, D]`` encoder outputs (right-padded), lens ``[B]``.
+    Returns ``[B, D]``: the mean over the first ``lens`` positions, or the output at position lens-1."""
+    if pooling == 'last':
+        return out[torch.arange(len(out), device=out.device), (lens - 1).clamp(min=0)]
+    valid = (torch.arange(out.shape[1], device=out.device) < lens.unsqueeze(1)).unsqueeze(-1)  # [B, L, 1]
+    return (out * valid).sum(1) / valid.sum(1).clamp(min=1)
+
+
 def info_nce(z1, z2, temperature):
     """NT-Xent over ``[B, D]`` view pairs: row i of z1 and z2 are positives, the other 2B - 2 vectors
     of the batch are negatives."""
@@ -103,11 +115,15 @@ class CL4SRec(SASRec):
     def contrastive_loss(self, batch):
         """cl_weight * InfoNCE of two augmented views of ``batch['in_<item>']`` ``[B, L]``."""
         ids, lens = batch['in_' + self.fiid], batch['seqlen']
+        pooling = str(self._hp('cl_pooling'))
+        if pooling not in POOLINGS:
+            raise host.UserError(f"model.cl_pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
         views = []
         for _ in range(2):
             a_ids, a_len = augment(ids, lens, self.mask_id, float(self._hp('crop_ratio')),
                                    float(self._hp('mask_ratio')), float(self._hp('reorder_ratio')))
-            views.append(host.encode_last(self, {**batch, 'in_' + self.fiid: a_ids, 'seqlen': a_len}))
+            out = host.encode_all(self, {**batch, 'in_' + self.fiid: a_ids, 'seqlen': a_len})  # [B, L, D]
+            views.append(view_vector(out, a_len, pooling))
         return float(self._hp('cl_weight')) * info_nce(views[0], views[1], float(self._hp('cl_temperature')))
 
     def training_step(self, batch):
