@@ -186,6 +186,19 @@ def test_info_nce_matches_its_definition():
     assert abs(float(got) - total / 8) < 1e-5
     zn = torch.nn.functional.normalize(z1, dim=-1) * 3
     assert CL.info_nce(zn, zn, 1.0) < CL.info_nce(zn, zn[[1, 2, 3, 0]], 1.0)   # matching views score better
+    # cosine: the same loss on unit vectors, whatever the norms
+    scaled = CL.info_nce(z1 * 7, z2 * 0.1, 0.5, 'cosine')
+    unit = CL.info_nce(torch.nn.functional.normalize(z1, dim=-1), torch.nn.functional.normalize(z2, dim=-1), 0.5)
+    assert abs(float(scaled) - float(unit)) < 1e-5
+
+
+def test_view_vector_pools_mean_or_last_over_the_view_only():
+    out = torch.arange(2 * 4 * 2, dtype=torch.float).view(2, 4, 2)     # [B=2, L=4, D=2]
+    lens = torch.tensor([2, 3])
+    mean = CL.view_vector(out, lens, 'mean')
+    assert torch.allclose(mean[0], out[0, :2].mean(0)) and torch.allclose(mean[1], out[1, :3].mean(0))
+    last = CL.view_vector(out, lens, 'last')
+    assert torch.equal(last, torch.stack([out[0, 1], out[1, 2]]))
 
 
 def test_cl4srec_mask_token_is_never_a_candidate(small_file, tmp_path):

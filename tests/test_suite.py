@@ -135,3 +135,30 @@ def test_report_of_a_single_run_and_of_nothing(small_file, tmp_path):
     assert '| insert | 2 |' in text and _png_ok(out / 'plots' / 'data_per_round.png')
     r = subprocess.run(RSIR + ['report', str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and 'neither results.json' in r.stderr and r.stderr.count('\n') == 1
+
+
+@pytest.mark.parametrize('name', sorted(f for f in os.listdir(os.path.join(ROOT, 'yamls')) if f.endswith('.yaml')))
+def test_shipped_yamls_resolve(name, tmp_path):
+    from recstudio_rsir import config as C, suite as S
+    path = os.path.join(ROOT, 'yamls', name)
+    if 'methods' in yaml.safe_load(open(path)):
+        common, methods, seeds, out = S.load_suite(path)
+        jobs = S.resolve_jobs(common, methods, seeds, str(tmp_path), where=path)
+        assert len(jobs) == len(seeds) * (len(methods) + 1) and out.startswith('runs/')
+    else:
+        assert C.resolve(config_path=path)['model_name']
+
+
+def test_paper_tables_script_smoke(small_file, tmp_path):
+    """benchmarks/paper_tables.sh on a tiny suite: runs it and gathers its summary."""
+    spec = {'output': str(tmp_path / 'suite'), 'seeds': [3], 'common': _tiny_common(small_file),
+            'methods': {'rsir': {'augment': 'rsir'}}}
+    spec['common']['train']['epochs'] = 1
+    path = tmp_path / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(spec))
+    md = tmp_path / 'tables.md'
+    r = subprocess.run(['bash', 'benchmarks/paper_tables.sh', str(path)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600, env=dict(os.environ, OUT_MD=str(md)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = md.read_text()
+    assert f'## {path}' in text and '| rsir | 1 |' in text and '| base | 0 |' in text

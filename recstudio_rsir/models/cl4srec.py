@@ -27,8 +27,9 @@ from recstudio.data import dataset  # noqa: E402
 from recstudio.model.seq.sasrec import SASRec  # noqa: E402
 
 DEFAULTS = {'crop_ratio': 0.2, 'mask_ratio': 0.7, 'reorder_ratio': 0.2, 'cl_temperature': 1.0, 'cl_weight': 0.1,
-            'cl_pooling': 'mean'}
+            'cl_pooling': 'mean', 'cl_similarity': 'dot'}
 POOLINGS = ('mean', 'last')
+SIMILARITIES = ('dot', 'cosine')
 
 
 def crop(ids, lens, ratio, u):
@@ -87,10 +88,12 @@ def view_vector(out, lens, pooling):
     return (out * valid).sum(1) / valid.sum(1).clamp(min=1)
 
 
-def info_nce(z1, z2, temperature):
+def info_nce(z1, z2, temperature, similarity='dot'):
     """NT-Xent over ``[B, D]`` view pairs: row i of z1 and z2 are positives, the other 2B - 2 vectors
-    of the batch are negatives."""
+    of the batch are negatives.  ``similarity``: dot product (the paper's) or cosine."""
     z = torch.cat([z1, z2])                                   # [2B, D]
+    if similarity == 'cosine':
+        z = F.normalize(z, dim=-1)
     sim = (z @ z.T) / temperature
     sim.fill_diagonal_(float('-inf'))
     B = len(z1)
@@ -115,16 +118,18 @@ class CL4SRec(SASRec):
     def contrastive_loss(self, batch):
         """cl_weight * InfoNCE of two augmented views of ``batch['in_<item>']`` ``[B, L]``."""
         ids, lens = batch['in_' + self.fiid], batch['seqlen']
-        pooling = str(self._hp('cl_pooling'))
+        pooling, sim = str(self._hp('cl_pooling')), str(self._hp('cl_similarity'))
         if pooling not in POOLINGS:
             raise host.UserError(f"model.cl_pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
+        if sim not in SIMILARITIES:
+            raise host.UserError(f"model.cl_similarity: '{sim}' is not one of {', '.join(SIMILARITIES)}")
         views = []
         for _ in range(2):
             a_ids, a_len = augment(ids, lens, self.mask_id, float(self._hp('crop_ratio')),
                                    float(self._hp('mask_ratio')), float(self._hp('reorder_ratio')))
             out = host.encode_all(self, {**batch, 'in_' + self.fiid: a_ids, 'seqlen': a_len})  # [B, L, D]
             views.append(view_vector(out, a_len, pooling))
-        return float(self._hp('cl_weight')) * info_nce(views[0], views[1], float(self._hp('cl_temperature')))
+        return float(self._hp('cl_weight')) * info_nce(views[0], views[1], float(self._hp('cl_temperature')), sim)
 
     def training_step(self, batch):
         return super().training_step(batch) + self.contrastive_loss(batch)
