@@ -114,23 +114,32 @@ def grid_main(cfg, known, fixed, top, axes):
     return 0
 
 
-def suite_main(argv):
-    p = argparse.ArgumentParser(prog='rsir suite', description='Methods x seeds from a suite YAML')
-    p.add_argument('file')
-    p.add_argument('--seeds', help='comma list overriding the file\'s seeds')
+def _multi_run_args(p, argv):
+    """Parse a multi-run command: its own options, then run flags shared by every run (no --seed:
+    seeds come as a comma list).  Returns (args, flags, seeds or None)."""
     p.add_argument('--output')
     p.add_argument('--quiet', action='store_true')
     a, rest = p.parse_known_args(argv)
     flags = _with_known(*_split_flags(rest))
     if 'train.seed' in flags:
-        raise UserError('rsir suite: give seeds with --seeds (a comma list), not --seed')
-    from . import host, report, suite as S
-    common, methods, seeds, out = S.load_suite(a.file)
+        raise UserError(f'{p.prog}: give seeds with --seeds (a comma list), not --seed')
+    seeds = None
     if a.seeds:
         try:
             seeds = [int(x) for x in a.seeds.split(',')]
         except ValueError:
             raise UserError(f'--seeds {a.seeds}: expected a comma list of integers') from None
+    return a, flags, seeds
+
+
+def suite_main(argv):
+    p = argparse.ArgumentParser(prog='rsir suite', description='Methods x seeds from a suite YAML')
+    p.add_argument('file')
+    p.add_argument('--seeds', help='comma list overriding the file\'s seeds')
+    a, flags, seeds_flag = _multi_run_args(p, argv)
+    from . import host, report, suite as S
+    common, methods, seeds, out = S.load_suite(a.file)
+    seeds = seeds_flag or seeds
     out = a.output or out or os.path.join('runs', os.path.splitext(os.path.basename(a.file))[0])
     host.apply_shims()
     summary = S.run_suite(common, methods, seeds, out, flags, where=a.file, check=check_run, progress=not a.quiet)
@@ -145,21 +154,12 @@ def matrix_main(argv):
     p.add_argument('--models', required=True, help='comma list of backbones, e.g. SASRec,CL4SRec,HSTU')
     p.add_argument('--seeds', default='2022')
     p.add_argument('--config')
-    p.add_argument('--output')
-    p.add_argument('--quiet', action='store_true')
-    a, rest = p.parse_known_args(argv)
-    flags = _with_known(*_split_flags(rest))
-    if 'train.seed' in flags:
-        raise UserError('rsir matrix: give seeds with --seeds (a comma list), not --seed')
+    a, flags, seeds = _multi_run_args(p, argv)
     from . import host, models as M, report, suite as S
     host.apply_shims()
     names = [m.strip() for m in a.models.split(',') if m.strip()]
     for n in names:
         M.resolve(n)                                    # unknown names: one-line error listing the models
-    try:
-        seeds = [int(x) for x in a.seeds.split(',')]
-    except ValueError:
-        raise UserError(f'--seeds {a.seeds}: expected a comma list of integers') from None
     common = C.load_yaml(a.config) if a.config else {}
     ds = os.path.basename(a.dataset).split('.')[0]
     out = a.output or os.path.join('runs', f'matrix-{ds}')

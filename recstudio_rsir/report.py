@@ -59,44 +59,38 @@ def _savefig(fig, path):
         fig.savefig(tmp, format='png', dpi=110, bbox_inches='tight')
 
 
-def plot_metrics(summary, path):
+def _two_panels(series, panels, title, path, errors=False):
+    """One figure, two panels side by side; ``panels`` = [(value(row), y label)]; one line per method
+    over rounds (error bars = std over seeds when ``errors``)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    series = _series(summary)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, m in zip(axes, ('ndcg@10', 'recall@10')):
+    for ax, (value, label) in zip(axes, panels):
         for name, rs in series.items():
-            x = [r['round'] for r in rs]
-            ax.errorbar(x, [r[m]['mean'] for r in rs], yerr=[r[m]['std'] for r in rs], marker='o', capsize=3,
-                        label=name)
+            x, y = [r['round'] for r in rs], [value(r)[0] for r in rs]
+            err = [value(r)[1] for r in rs] if errors else None
+            ax.errorbar(x, y, yerr=err, marker='o', capsize=3, label=name)
         ax.set_xlabel('round')
-        ax.set_ylabel(f'test {m.upper().replace("RECALL", "Recall")}')
+        ax.set_ylabel(label)
         ax.set_xticks(sorted({r['round'] for rs in series.values() for r in rs}))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle('Test metrics per round (round 0 = backbone without augmentation)')
+    fig.suptitle(title)
     _savefig(fig, path)
     plt.close(fig)
+
+
+def plot_metrics(summary, path):
+    _two_panels(_series(summary), [(lambda r: (r['ndcg@10']['mean'], r['ndcg@10']['std']), 'test NDCG@10'),
+                                   (lambda r: (r['recall@10']['mean'], r['recall@10']['std']), 'test Recall@10')],
+                'Test metrics per round (round 0 = backbone without augmentation)', path, errors=True)
 
 
 def plot_data(summary, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    series = _series(summary)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in ((axes[0], 'density', 'density of the training rows'),
-                           (axes[1], 'apen', 'mean ApEn (m=2, r=0) of the training rows')):
-        for name, rs in series.items():
-            ax.plot([r['round'] for r in rs], [r[key] for r in rs], marker='o', label=name)
-        ax.set_xlabel('round')
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle('Training data per round')
-    _savefig(fig, path)
-    plt.close(fig)
+    _two_panels(_series(summary), [(lambda r: (r['density'], 0), 'density of the training rows'),
+                                   (lambda r: (r['apen'], 0), 'mean ApEn (m=2, r=0) of the training rows')],
+                'Training data per round', path)
 
 
 def plot_generation(summary, path):
