@@ -59,18 +59,24 @@ def _savefig(fig, path):
         fig.savefig(tmp, format='png', dpi=110, bbox_inches='tight')
 
 
+def _colour(names, name):
+    """The same colour for a method in every plot of a report."""
+    return f'C{names.index(name) % 10}'
+
+
 def _two_panels(series, panels, title, path, errors=False):
     """One figure, two panels side by side; ``panels`` = [(value(row), y label)]; one line per method
     over rounds (error bars = std over seeds when ``errors``)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    summary_names = list(series)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, (value, label) in zip(axes, panels):
         for name, rs in series.items():
             x, y = [r['round'] for r in rs], [value(r)[0] for r in rs]
             err = [value(r)[1] for r in rs] if errors else None
-            ax.errorbar(x, y, yerr=err, marker='o', capsize=3, label=name)
+            ax.errorbar(x, y, yerr=err, marker='o', capsize=3, label=name, color=_colour(summary_names, name))
         ax.set_xlabel('round')
         ax.set_ylabel(label)
         ax.set_xticks(sorted({r['round'] for rs in series.values() for r in rs}))
@@ -97,19 +103,23 @@ def plot_generation(summary, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    series = {n: [r for r in rs if r['round'] > 0] for n, rs in _series(summary).items()}
+    full = _series(summary)
+    names = list(full)
+    series = {n: [r for r in rs if r['round'] > 0] for n, rs in full.items()}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, rs in series.items():
         acc = [(r['round'], r['acceptance_rate']) for r in rs if r.get('acceptance_rate') is not None]
         if acc:
-            axes[0].plot(*zip(*acc), marker='o', label=name)
+            axes[0].plot(*zip(*acc), marker='o', label=name, color=_colour(names, name))
         own = [(r['round'], r['diagnostics']['own_history_share']) for r in rs if r.get('diagnostics')]
         if own:
-            axes[1].plot(*zip(*own), marker='o', label=name)
+            axes[1].plot(*zip(*own), marker='o', label=name, color=_colour(names, name))
+    rounds = sorted({r['round'] for rs in series.values() for r in rs})
     axes[0].set_ylabel('RSIR steps accepted / tried')
     axes[1].set_ylabel("share of synthetic interactions\non the source user's own items")
     for ax in axes:
         ax.set_xlabel('round')
+        ax.set_xticks(rounds)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
