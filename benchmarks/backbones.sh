@@ -8,7 +8,7 @@
 # A SPEC is a model name, or LABEL="MODEL --flag value ..." for a variant (e.g.
 # CL4SRec_last="CL4SRec --model.cl_pooling last").  A finished SPEC (its results.json exists) is not
 # trained again.  Environment: DATA, DEVICE (cpu), PATIENCE (5), PARALLEL (0; 1 starts every SPEC at
-# once, for a GPU), SEED (2022).
+# once, for a GPU), SEED (2022), EXTRA (more flags for every run, e.g. "--num_threads 1").
 set -euo pipefail
 OUT=${1:-runs/backbones}
 shift || true
@@ -26,7 +26,7 @@ for spec in "$@"; do
   mkdir -p "$OUT"
   # shellcheck disable=SC2086
   cmd=(python run_recstudio.py -m $args -d "$DATA" --epochs 200 --patience "$PATIENCE" --seed "$SEED"
-       --device "$DEVICE" --quiet --output "$OUT/$label")
+       --device "$DEVICE" --quiet --output "$OUT/$label" ${EXTRA:-})
   if [ "$PARALLEL" = 1 ]; then "${cmd[@]}" > "$OUT/$label.log" 2>&1 & else "${cmd[@]}"; fi
 done
 wait
