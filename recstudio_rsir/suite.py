@@ -229,7 +229,7 @@ def _paired_p(a, b):
         return None
     d = np.asarray(a) - np.asarray(b)
     if np.allclose(d, d[0]):
-        return 0.0 if d[0] != 0 else 1.0
+        return None
     from scipy import stats
     return float(stats.ttest_rel(a, b).pvalue)
 
@@ -307,8 +307,9 @@ def format_summary(summary):
     for r in summary['rows']:
         p = r['ndcg@10'].get('p_vs_base')
         acc = r.get('acceptance_rate')
+        name = r['method'] if len(r['seeds']) == n else f"{r['method']} (seeds {', '.join(map(str, r['seeds']))})"
         lines.append(
-            f"| {r['method']} | {r['round']} | " + ' | '.join(_cell(r[m]) for m in METRICS) +
+            f"| {name} | {r['round']} | " + ' | '.join(_cell(r[m]) for m in METRICS) +
             f" | {_pct(r['ndcg@10'], 'change_vs_base')} | {_pct(r['recall@10'], 'change_vs_base')} | "
             f"{'' if p is None else f'{p:.3f}'} | {r['val']['ndcg@20']:.4f} | {r['train_sequences']:.0f} | "
             f"{r['density']:.6f} | "
