@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Cost per epoch and test NDCG@10 of the two training regimes, SASRec on Beauty (CPU).
 #   bash benchmarks/regime_cost.sh [OUT_DIR]
-# user regime: trained to early stopping (patience 5); prefix regime: at most PREFIX_EPOCHS epochs
-# (one epoch is ~7x the per-user rows), both evaluated with the same full-ranking code.
+# Both regimes trained to early stopping (patience 5, at most PREFIX_EPOCHS = 200 epochs for prefix;
+# one prefix epoch is ~6x the per-user rows), both evaluated with the same full-ranking code.
 set -euo pipefail
 OUT=${1:-runs/regime_cost}
 DATA=${DATA:-../shared/data/seqrec/Beauty.txt.gz}
-PREFIX_EPOCHS=${PREFIX_EPOCHS:-3}
+PREFIX_EPOCHS=${PREFIX_EPOCHS:-200}
 python run_recstudio.py -m SASRec -d "$DATA" --train.regime user --epochs 200 --patience 5 \
     --seed 2022 --quiet --output "$OUT/user"
 python run_recstudio.py -m SASRec -d "$DATA" --train.regime prefix --epochs "$PREFIX_EPOCHS" --patience 5 \
