@@ -5,7 +5,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 OUT ?= runs/demo
 
-.PHONY: install demo test bench-generation clean
+.PHONY: install demo test compare paper bench-generation clean
 
 install:
 	$(PIP) install -q torch==2.13.0
@@ -18,6 +18,12 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -q tests
+
+compare: install   # issue #5: base / reorder / insert / RSIR / RSIR fidelity off on the embedded dataset + report
+	$(PYTHON) -m recstudio_rsir.cli suite yamls/compare_embedded.yaml
+
+paper: install     # issue #6 on a 2-core CPU budget: SASRec base vs +RSIR on Beauty and Toys, 3 seeds
+	bash benchmarks/paper_tables.sh
 
 bench-generation: install
 	$(PYTHON) benchmarks/bench_generation.py
