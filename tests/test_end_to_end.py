@@ -109,11 +109,15 @@ def test_cl4srec_trains_and_evaluates_from_the_command_line(small_file, tmp_path
     out = tmp_path / 'cl'
     r = subprocess.run([sys.executable, 'run_recstudio.py', '-m', 'CL4SRec', '-d', small_file, '--epochs', '1',
                         '--batch_size', '128', '--num_negatives', '32', '--model.embed_dim', '16',
-                        '--model.layer_num', '1', '--num_threads', '1', '--quiet', '--output', str(out)],
+                        '--model.layer_num', '1', '--num_threads', '1', '--quiet', '--output', str(out),
+                        '--augment', 'rsir', '--rsir.rounds', '1', '--rsir.m', '2'],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.load(open(out / 'round_0' / 'metrics.json'))
     assert m['model'] == 'CL4SRec' and 0 <= m['test']['ndcg@10'] <= 1 and m['train']['epochs_run'] == 1
+    gen = json.load(open(out / 'round_1' / 'generation.json'))       # CL4SRec generated round 1's rows
+    assert gen['generator'] == 'CL4SRec' and gen['kept'] > 0
+    assert 'aux_loss' in m['history'][0]                              # the contrastive term was trained
 
 
 def test_output_folder_of_another_config_is_refused(small_file, tmp_path):
