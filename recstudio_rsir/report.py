@@ -71,7 +71,7 @@ def _two_panels(series, panels, title, path, errors=False):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     summary_names = list(series)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     for ax, (value, label) in zip(axes, panels):
         for name, rs in series.items():
             x, y = [r['round'] for r in rs], [value(r)[0] for r in rs]
@@ -95,7 +95,7 @@ def plot_metrics(summary, path):
 
 def plot_data(summary, path):
     _two_panels(_series(summary), [(lambda r: (r['density'], 0), 'density of the training rows'),
-                                   (lambda r: (r['apen'], 0), 'mean ApEn (m=2, r=0) of the training rows')],
+                                   (lambda r: (r['apen'], 0), 'mean ApEn (m=2, r=0)')],
                 'Training data per round', path)
 
 
@@ -106,7 +106,7 @@ def plot_generation(summary, path):
     full = _series(summary)
     names = list(full)
     series = {n: [r for r in rs if r['round'] > 0] for n, rs in full.items()}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     for name, rs in series.items():
         acc = [(r['round'], r['acceptance_rate']) for r in rs if r.get('acceptance_rate') is not None]
         if acc:
