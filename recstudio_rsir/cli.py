@@ -206,12 +206,13 @@ def stats_main(argv):
         seqs = D.read_table_file(spec)
     else:
         seqs = D.read_sequence_file(spec)
-    st = D.sequence_stats([[i for i, _ in s] for s in seqs.values()])
-    st.pop('items_seen')
-    st['users'] = st.pop('sequences')
-    for k in ('users', 'items', 'interactions', 'mean_length', 'density', 'sparsity'):
+    rows = [[i for i, _ in s] for s in seqs.values()]
+    st = D.sequence_stats(rows)
+    from .analysis import apen_summary
+    st.update(apen_summary(rows))
+    for k in ('users', 'items', 'interactions', 'mean_length', 'density', 'sparsity', 'apen', 'apen_reciprocal'):
         v = st[k]
-        print(f'{k:>13}: {v:.6f}' if isinstance(v, float) else f'{k:>13}: {v}')
+        print(f"{k:>15}: {v:.6f}" if isinstance(v, float) else f"{k:>15}: {v}")
     return 0
 
 
