@@ -144,7 +144,9 @@ def plot_matrix(matrix, path):
     for i in range(len(te)):
         for j in range(len(st)):
             if np.isfinite(val[i, j]):
-                ax.text(j, i, f'{val[i, j]:+.1%}', ha='center', va='center', fontsize=9)
+                dark = abs(val[i, j]) > 0.6 * lim
+                ax.text(j, i, f'{val[i, j]:+.1%}', ha='center', va='center', fontsize=9,
+                        color='white' if dark else 'black')
     fig.colorbar(im, ax=ax, label='NDCG@10 change vs the student without augmentation (%)')
     ax.set_title('Teacher x student: one RSIR round')
     _savefig(fig, path)
