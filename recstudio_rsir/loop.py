@@ -204,9 +204,14 @@ def check_output_folder(cfg, out):
         old = yaml.safe_load(f) or {}
     for key in ('model_name', 'dataset', 'augment', 'output') + C.GROUPS:
         a, b = old.get(key), cfg.get(key)
-        pairs = [((key,), a, b)] if not isinstance(b, dict) else \
-            [((key, k), (a or {}).get(k), b.get(k)) for k in sorted(set(a or {}) | set(b))]
-        for where, x, y in pairs:
+        if not isinstance(b, dict):
+            pairs = [((key,), a, b, key in old)]
+        else:
+            a = a or {}
+            pairs = [((key, k), a.get(k), b.get(k), k in a) for k in sorted(set(a) | set(b))]
+        for where, x, y, recorded in pairs:
+            if not recorded and key in C.DEFAULTS and isinstance(C.DEFAULTS[key], dict):
+                x = C.DEFAULTS[key].get(where[-1], x)      # an option added later: the old run had its default
             if x != y and where not in RESUMABLE_CHANGES:
                 raise UserError(f"--output {out}: it holds a run with {'.'.join(where)} = {x!r}, not {y!r}; "
                                 'use another --output folder or delete this one')

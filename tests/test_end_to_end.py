@@ -134,3 +134,18 @@ def test_output_folder_of_another_config_is_refused(small_file, tmp_path):
     r = subprocess.run(_cmd(small_file, out, '--epochs', '1', '--augment', 'none', '--rsir.rounds', '3'), cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_output_folder_from_before_an_option_existed_still_resumes(tmp_path):
+    """A run folder written before an option was added counts as having used its default."""
+    import yaml
+    from recstudio_rsir import config as C, loop
+    cfg = C.resolve(top={'dataset': 'embedded', 'output': str(tmp_path)})
+    old = yaml.safe_load(C.dump(cfg))
+    del old['aug']
+    del old['rsir']['teacher_model']
+    (tmp_path / 'config.yaml').write_text(yaml.safe_dump(old))
+    loop.check_output_folder(cfg, str(tmp_path))                    # no error
+    cfg['aug']['copies'] = 2
+    with pytest.raises(Exception, match='aug.copies = 1, not 2'):
+        loop.check_output_folder(cfg, str(tmp_path))
