@@ -43,9 +43,15 @@ def apen_summary(sequences, m=2, r=0):
             'apen_sequences': len(vals), 'apen_m': m, 'apen_r': r}
 
 
-def item_counts(sequences, num_items):
-    """Interactions per item id: ``[num_items]`` int64 (index 0 = padding, always 0)."""
-    flat = np.fromiter((i for s in sequences for i in s), dtype=np.int64)
+def _flat(sequences):
+    """All ids of the sequences, in order: ``[total]`` int64."""
+    return np.fromiter((i for s in sequences for i in s), dtype=np.int64)
+
+
+def item_counts(sequences, num_items, flat=None):
+    """Interactions per item id: ``[num_items]`` int64 (index 0 = padding, always 0).  ``flat``:
+    the sequences already flattened by :func:`_flat`, when the caller has them."""
+    flat = _flat(sequences) if flat is None else flat
     return np.bincount(flat, minlength=num_items)[:num_items]
 
 
@@ -63,13 +69,12 @@ def synthetic_diagnostics(synthetic, sources, real, num_items, top_share=0.1):
     items in both; item coverage (distinct items / items) of the synthetic rows and of the real ones;
     items that appear in synthetic rows but never in real ones.
     """
-    pop = item_counts(real, num_items)                                      # [num_items]
+    real_flat, syn_flat = _flat(real), _flat(synthetic)
+    pop = item_counts(real, num_items, real_flat)                            # [num_items]
     n_items = num_items - 1
     k = max(1, int(round(top_share * n_items)))
     top = np.zeros(num_items, dtype=bool)
     top[1 + np.argsort(-pop[1:], kind='stable')[:k]] = True
-    real_flat = np.fromiter((i for s in real for i in s), dtype=np.int64)
-    syn_flat = np.fromiter((i for s in synthetic for i in s), dtype=np.int64)
     own = 0
     for s, src in zip(synthetic, sources):
         mine = set(src)

@@ -100,10 +100,10 @@ def check_run(cfg):
 
 def grid_main(cfg, known, fixed, top, axes):
     """A flag given as a comma list runs every combination (round 0 trained once) into one folder."""
-    from . import report, suite as S
+    from . import loop, report, suite as S
     if cfg['augment'] == 'none':
         raise UserError('a grid (an option given as a comma list) needs --augment rsir, reorder or insert')
-    ds = os.path.basename(str(cfg['dataset'])).split('.')[0]
+    ds = loop.dataset_label(cfg['dataset'])
     out = known.output or os.path.join('runs', f"grid-{cfg['model_name']}-{ds}-{cfg['augment']}")
     methods = S.grid_methods(axes, cfg['augment'])
     top = {k: v for k, v in top.items() if k != 'output'}
@@ -155,14 +155,13 @@ def matrix_main(argv):
     p.add_argument('--seeds', default='2022')
     p.add_argument('--config')
     a, flags, seeds = _multi_run_args(p, argv)
-    from . import host, models as M, report, suite as S
+    from . import host, loop, models as M, report, suite as S
     host.apply_shims()
     names = [m.strip() for m in a.models.split(',') if m.strip()]
     for n in names:
         M.resolve(n)                                    # unknown names: one-line error listing the models
     common = C.load_yaml(a.config) if a.config else {}
-    ds = os.path.basename(a.dataset).split('.')[0]
-    out = a.output or os.path.join('runs', f'matrix-{ds}')
+    out = a.output or os.path.join('runs', f'matrix-{loop.dataset_label(a.dataset)}')
     S.run_matrix(names, seeds, out, dict(common, dataset=a.dataset), flags, {'dataset': a.dataset},
                  check=check_run, progress=not a.quiet)
     print(f"report: {report.write_report(out)}")

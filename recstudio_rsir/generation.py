@@ -151,8 +151,12 @@ class GenStats:
     forward_seconds: float = 0.0
     length_hist: dict = field(default_factory=dict)
 
+    def own_history_share(self):
+        """Share of the generated items (kept rows) that are in the source user's own history."""
+        return self.generated_from_own / self.generated_items if self.generated_items else 0.0
+
     def summary_line(self):
-        own = self.generated_from_own / self.generated_items if self.generated_items else 0.0
+        own = self.own_history_share()
         return (f'generation: {self.sources} sources, {self.trajectories} trajectories, {self.steps_tried} steps tried, '
                 f'{self.accepted} accepted, {self.rejected_fidelity} rejected by fidelity; kept {self.kept} sequences '
                 f'({self.dropped_short} too short, {self.dropped_duplicate} duplicates), mean length '

@@ -43,8 +43,13 @@ log = logging.getLogger('recstudio_rsir')
 METRICS = ('ndcg@10', 'ndcg@20', 'recall@10', 'recall@20')
 
 
+def dataset_label(spec):
+    """A short name for a dataset spec in default folder names (``Beauty`` for ``.../Beauty.txt.gz``)."""
+    return os.path.basename(str(spec)).split('.')[0]
+
+
 def default_output(cfg):
-    ds = os.path.basename(str(cfg['dataset'])).split('.')[0]
+    ds = dataset_label(cfg['dataset'])
     return os.path.join('runs', f"{cfg['model_name']}-{ds}-{cfg['augment']}-seed{cfg['train']['seed']}")
 
 
@@ -173,7 +178,8 @@ def run(cfg, progress=True):
                    'test': training.evaluate_popularity(ex.real_train, test, ex.num_items)}
         model, res = train_or_load(ex, (train, val, test), rdir, k, progress)
         rows.append({'round': k, 'train_sequences': stats['sequences'], 'interactions': stats['interactions'],
-                     'density': stats['density'], 'apen': stats['apen'], 'apen_reciprocal': stats['apen_reciprocal'], **{m: res['test'][m] for m in METRICS},
+                     'density': stats['density'], 'apen': stats['apen'], 'apen_reciprocal': stats['apen_reciprocal'],
+                     **{m: res['test'][m] for m in METRICS},
                      'val': {m: res['val'][m] for m in METRICS},
                      'generation': gen_info, 'train_seconds': res['train']['train_seconds'],
                      'epochs_run': res['train']['epochs_run'], 'best_epoch': res['train']['best_epoch']})
@@ -199,9 +205,7 @@ def check_output_folder(cfg, out):
     path = os.path.join(out, 'config.yaml')
     if not os.path.exists(path):
         return
-    import yaml
-    with open(path) as f:
-        old = yaml.safe_load(f) or {}
+    old = C.load_yaml(path)
     for key in ('model_name', 'dataset', 'augment', 'output') + C.GROUPS:
         a, b = old.get(key), cfg.get(key)
         if not isinstance(b, dict):
@@ -314,7 +318,7 @@ def generate_round(ex, model, sources, synthetic, gcfg, k, progress):
                                     draws.prefix.tolist(), ex.real_train + synthetic, g.min_len, stats)
     info = dict(stats.__dict__)
     info['acceptance_rate'] = stats.accepted / stats.steps_tried if stats.steps_tried else 0.0
-    info['own_history_share'] = stats.generated_from_own / stats.generated_items if stats.generated_items else 0.0
+    info['own_history_share'] = stats.own_history_share()
     info['config'] = dict(g.__dict__, tau=str(g.tau) if not np.isfinite(g.tau) else g.tau)
     info['summary'] = f'round {k} ' + stats.summary_line()
     return kept, origin, info
@@ -332,7 +336,7 @@ def heuristic_round(ex, sources, synthetic, cfg, k):
                                          int(cfg['rsir']['min_len']), stats)
     stats.seconds = time.time() - t0
     info = dict(stats.__dict__)
-    info['own_history_share'] = stats.generated_from_own / stats.generated_items if stats.generated_items else 0.0
+    info['own_history_share'] = stats.own_history_share()
     info['config'] = {'augment': kind, **cfg['aug'], 'seed': int(cfg['aug']['seed']) + 1000 * k}
     info['summary'] = (f'round {k} {kind}: {len(sources)} sources, {len(rows)} copies; kept {stats.kept} '
                        f'({stats.dropped_short} too short, {stats.dropped_duplicate} duplicates), mean length '

@@ -20,27 +20,15 @@ METRICS = S.METRICS
 
 
 def _single_run_summary(folder):
-    """A run folder as a one-method summary (round 0 = base)."""
+    """A run folder as a one-method summary: its round 0 is the base row."""
     res = read_json(os.path.join(folder, 'results.json'))
     name = res['augment'] if res['augment'] != 'rsir' or res.get('fidelity') != 'off' else 'rsir_fidelity_off'
-    rows = []
-    base = res['rounds'][0]
-    for r in res['rounds']:
-        row = {'method': 'base' if r['round'] == 0 else name, 'round': r['round'], 'augment': res['augment'],
-               'seeds': [res['seed']], 'val': r['val']}
-        for m in METRICS:
-            row[m] = {'mean': r[m], 'std': 0.0, 'values': [r[m]],
-                      'change_vs_base': r[m] / base[m] - 1 if base[m] else None, 'p_vs_base': None}
-        for key in ('train_sequences', 'interactions', 'density', 'apen', 'apen_reciprocal'):
-            row[key] = r.get(key)
-        g = r.get('generation')
-        if g:
-            row['acceptance_rate'] = g.get('acceptance_rate')
-            row['synthetic_rows'] = g.get('kept')
-            row['diagnostics'] = g.get('diagnostics')
-        rows.append(row)
-    return {'kind': 'run', 'seeds': [res['seed']], 'rows': rows, 'missing': [],
-            'title': f"{res['model']} on {res['dataset']}, augment {res['augment']}, seed {res['seed']}"}
+    runs = {'base': {res['seed']: res}}
+    if res['augment'] != 'none':
+        runs[name] = {res['seed']: res}
+    summary = S.summarize_runs(runs, [n for n in runs if n != 'base'], [res['seed']], kind='run')
+    summary['title'] = f"{res['model']} on {res['dataset']}, augment {res['augment']}, seed {res['seed']}"
+    return summary
 
 
 def _series(summary):

@@ -235,13 +235,20 @@ def _paired_p(a, b):
 
 
 def summarize(out):
-    """Rows (method, round) with mean / std over seeds of each metric, relative change of the
-    mean vs base, paired t-test vs base across seeds, and the training-data statistics."""
+    """The summary of the suite folder ``out`` (see :func:`summarize_runs`)."""
     meta = read_json(os.path.join(out, 'suite.json'))
-    runs = _runs(out, meta)
+    return summarize_runs(_runs(out, meta), list(meta['methods']), meta['seeds'], meta.get('kind', 'suite'))
+
+
+def summarize_runs(runs, methods, seeds_all, kind='suite'):
+    """Rows (method, round) with mean / std over seeds of each metric, relative change of the
+    mean vs base, paired t-test vs base across seeds, and the training-data statistics.
+
+    ``runs``: method name -> {seed: results.json dict}; ``'base'`` holds the runs whose round 0 is
+    the reference (its round 0 is the ``base`` row; other methods contribute rounds >= 1)."""
     base = runs.get('base', {})
     rows = []
-    for name in ['base'] + list(meta['methods']):
+    for name in ['base'] + list(methods):
         by_seed = runs.get(name, {})
         if not by_seed:
             continue
@@ -281,9 +288,8 @@ def summarize(out):
             for m in METRICS:
                 if best[m]['mean'] > 0:
                     r[m]['change_vs_best_heuristic'] = r[m]['mean'] / best[m]['mean'] - 1
-    return {'kind': meta.get('kind', 'suite'), 'seeds': meta['seeds'], 'rows': rows,
-            'missing': [f'{n}/seed{s}' for n in ['base'] + list(meta['methods']) for s in meta['seeds']
-                        if s not in runs.get(n, {})]}
+    return {'kind': kind, 'seeds': seeds_all, 'rows': rows,
+            'missing': [f'{n}/seed{s}' for n in ['base'] + list(methods) for s in seeds_all if s not in runs.get(n, {})]}
 
 
 def _cell(x):
