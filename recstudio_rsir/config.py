@@ -204,9 +204,12 @@ def resolve(model_name=None, config_path=None, flags=None, top=None, layers=()):
 
 def validate(cfg):
     for path, allowed in CHOICES.items():
-        v = cfg
-        for p in path:
-            v = v[p]
+        parent = cfg
+        for p in path[:-1]:
+            parent = parent[p]
+        v = parent[path[-1]]
+        if isinstance(v, bool) and 'on' in allowed:    # YAML 1.1 reads a bare on / off as true / false
+            v = parent[path[-1]] = 'on' if v else 'off'
         if v not in allowed:
             raise UserError(f'{".".join(path)}: {v!r} is not one of {", ".join(allowed)}')
     r, t = cfg['rsir'], cfg['train']

@@ -36,6 +36,18 @@ def test_bad_options_are_named(flags, needle):
         C.resolve(flags=flags)
 
 
+def test_fidelity_off_written_bare(tmp_path):
+    """`--rsir.fidelity off` and an unquoted `fidelity: off` in a YAML (YAML 1.1 reads it as false)
+    both mean the ablation, and the config keeps the word."""
+    cfg = C.resolve(flags={'rsir.fidelity': C.parse_value('off')})
+    assert cfg['rsir']['fidelity'] == 'off' and C.tau_value(cfg['rsir']) == float('inf')
+    f = tmp_path / 'c.yaml'
+    f.write_text('rsir:\n  fidelity: off\n')
+    assert C.resolve(config_path=str(f))['rsir']['fidelity'] == 'off'
+    f.write_text('rsir:\n  fidelity: on\n')
+    assert C.resolve(config_path=str(f))['rsir']['fidelity'] == 'on'
+
+
 def test_bad_yaml_names_file_and_line(tmp_path):
     f = tmp_path / 'bad.yaml'
     f.write_text('train:\n  epochs: [1,\n')
