@@ -136,13 +136,16 @@ def suite_main(argv):
     p = argparse.ArgumentParser(prog='rsir suite', description='Methods x seeds from a suite YAML')
     p.add_argument('file')
     p.add_argument('--seeds', help='comma list overriding the file\'s seeds')
+    p.add_argument('--methods', help='comma list: run only these methods now (and base); e.g. in two shells')
     a, flags, seeds_flag = _multi_run_args(p, argv)
     from . import host, report, suite as S
     common, methods, seeds, out = S.load_suite(a.file)
     seeds = seeds_flag or seeds
+    only = [m.strip() for m in a.methods.split(',') if m.strip()] if a.methods else None
     out = a.output or out or os.path.join('runs', os.path.splitext(os.path.basename(a.file))[0])
     host.apply_shims()
-    summary = S.run_suite(common, methods, seeds, out, flags, where=a.file, check=check_run, progress=not a.quiet)
+    summary = S.run_suite(common, methods, seeds, out, flags, where=a.file, check=check_run, progress=not a.quiet,
+                          only=only)
     print(S.format_summary(summary))
     print(f"report: {report.write_report(out)}")
     return 0

@@ -15,6 +15,7 @@ deterministic for a seed on one device), so it is trained once per seed and each
 ``augment``, ``rsir.*`` and ``aug.*``.  Finished runs (their ``results.json`` exists) are not re-run;
 an interrupted one resumes where it stopped.
 """
+import contextlib
 import copy
 import itertools
 import logging
@@ -101,16 +102,55 @@ def share_round0(base_out, run_out):
 
 def run_jobs(jobs, progress=False):
     """Run (or skip when finished) every job in order; a job with a ``base`` folder takes its
-    round 0 from there."""
+    round 0 from there.  A run being run by another live process (``rsir suite --methods`` in two
+    shells) is an error, not a second writer."""
     from . import loop
     for i, job in enumerate(jobs):
         run_out = job['cfg']['output']
         if os.path.exists(os.path.join(run_out, 'results.json')):
             continue
         log.info('[%d/%d] %s seed %d -> %s', i + 1, len(jobs), job['name'], job['seed'], run_out)
-        if job['base']:
-            share_round0(job['base'], run_out)
-        loop.run(copy.deepcopy(job['cfg']), progress=progress)
+        with run_lock(run_out):
+            if job['base']:
+                share_round0(job['base'], run_out)
+            loop.run(copy.deepcopy(job['cfg']), progress=progress)
+
+
+@contextlib.contextmanager
+def run_lock(run_out):
+    """Hold ``run_out/.lock`` (the owner's pid) while a run is written; a lock left by a process
+    that is gone is taken over."""
+    os.makedirs(run_out, exist_ok=True)
+    path = os.path.join(run_out, '.lock')
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(open(path).read().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise UserError(f'{run_out} is being run by process {pid}; wait for it, or give this command other '
+                                '--methods') from None
+            os.remove(path)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield
+    finally:
+        os.remove(path)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_summary(out):
@@ -121,9 +161,17 @@ def write_summary(out):
 
 
 def run_suite(common, methods, seeds, out, flags=None, top=None, where='suite', check=None, progress=False,
-              kind='suite', config_path=None, **meta):
-    """Resolve, run and summarise one suite in ``out``; returns the summary."""
+              kind='suite', config_path=None, only=None, **meta):
+    """Resolve, run and summarise one suite in ``out``; returns the summary.  ``only``: names of
+    the methods to run now (base always runs first); the summary covers every method, and lists
+    the runs that are not finished."""
+    if only is not None:
+        bad = [n for n in only if n not in methods]
+        if bad:
+            raise UserError(f'--methods: {bad[0]!r} is not a method of {where}; accepted: {", ".join(methods)}')
     jobs = resolve_jobs(common, methods, seeds, out, flags, top, where, check, config_path)
+    if only is not None:
+        jobs = [j for j in jobs if j['name'] == 'base' or j['name'] in only]
     common = dict(common, **{k: v for k, v in (top or {}).items() if v is not None and k != 'output'})
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, 'suite.json'), suite_meta(common, methods, seeds, kind, **meta))

@@ -69,6 +69,41 @@ def test_suite_runs_methods_and_seeds_and_shares_round0(small_file, tmp_path):
     assert r.returncode == 0 and os.path.getmtime(out / 'rsir' / 'seed1' / 'results.json') == mtime
 
 
+def test_suite_methods_option_runs_a_subset(small_file, tmp_path):
+    spec = {'seeds': [1], 'common': _tiny_common(small_file),
+            'methods': {'reorder': {'augment': 'reorder'}, 'insert': {'augment': 'insert'}}}
+    path = tmp_path / 'suite.yaml'
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / 'out'
+    r = subprocess.run(RSIR + ['suite', str(path), '--output', str(out), '--quiet', '--methods', 'insert'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / 'base' / 'seed1' / 'results.json').exists() and (out / 'insert' / 'seed1' / 'results.json').exists()
+    assert not (out / 'reorder').exists()
+    summ = json.load(open(out / 'summary.json'))
+    assert summ['missing'] == ['reorder/seed1'] and 'Not finished: reorder/seed1' in (out / 'summary.md').read_text()
+    assert not list(out.rglob('.lock'))                   # locks are released
+    r = subprocess.run(RSIR + ['suite', str(path), '--output', str(out), '--methods', 'shuffle'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and "'shuffle' is not a method" in r.stderr, r.stderr
+
+
+def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
+    from recstudio_rsir.errors import UserError
+    from recstudio_rsir.suite import run_lock
+    run = tmp_path / 'run'
+    with run_lock(str(run)):
+        assert (run / '.lock').read_text() == str(os.getpid())
+        with pytest.raises(UserError, match='is being run by process'):
+            with run_lock(str(run)):
+                pass
+    assert not (run / '.lock').exists()
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    (run / '.lock').write_text(dead.stdout.strip())       # left by a process that has exited
+    with run_lock(str(run)):
+        assert (run / '.lock').read_text() == str(os.getpid())
+
+
 @pytest.mark.parametrize('spec,expect', [
     ({'methods': {'x': {'train': {'epochs': 1}}}}, 'cannot differ between methods'),
     ({'methods': {'x': {'augment': 'shuffle'}}}, "augment: 'shuffle' is not one of none, rsir, reorder, insert"),
