@@ -42,6 +42,14 @@ def _series(summary):
     return out or ({'base': base} if base else {})
 
 
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (imported when a plot is drawn, not at start-up)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def _savefig(fig, path):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format='png', dpi=110, bbox_inches='tight')
@@ -55,9 +63,7 @@ def _colour(names, name):
 def _two_panels(series, panels, title, path, errors=False):
     """One figure, two panels side by side; ``panels`` = [(value(row), y label)]; one line per method
     over rounds (error bars = std over seeds when ``errors``)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     summary_names = list(series)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     for ax, (value, label) in zip(axes, panels):
@@ -88,9 +94,7 @@ def plot_data(summary, path):
 
 
 def plot_generation(summary, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     full = _series(summary)
     names = list(full)
     series = {n: [r for r in rs if r['round'] > 0] for n, rs in full.items()}
@@ -117,9 +121,7 @@ def plot_generation(summary, path):
 
 
 def plot_matrix(matrix, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     st, te = matrix['students'], matrix['teachers']
     val = np.array([[matrix['change'].get(s, {}).get(t, {}).get('ndcg@10') or np.nan for s in st] for t in te])
     fig, ax = plt.subplots(figsize=(1.6 * len(st) + 2, 1.3 * len(te) + 1.5))

@@ -128,7 +128,8 @@ def run_lock(run_out):
             break
         except FileExistsError:
             try:
-                pid = int(open(path).read().strip() or 0)
+                with open(path) as f:
+                    pid = int(f.read().strip() or 0)
             except (OSError, ValueError):
                 pid = 0
             if pid and _alive(pid):
