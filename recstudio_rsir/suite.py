@@ -175,7 +175,8 @@ def run_suite(common, methods, seeds, out, flags=None, top=None, where='suite', 
         jobs = [j for j in jobs if j['name'] == 'base' or j['name'] in only]
     common = dict(common, **{k: v for k, v in (top or {}).items() if v is not None and k != 'output'})
     os.makedirs(out, exist_ok=True)
-    write_json(os.path.join(out, 'suite.json'), suite_meta(common, methods, seeds, kind, **meta))
+    write_json(os.path.join(out, 'suite.json'),
+               merge_meta(os.path.join(out, 'suite.json'), suite_meta(common, methods, seeds, kind, **meta)))
     t0 = time.time()
     run_jobs(jobs, progress)
     summary = write_summary(out)
@@ -225,6 +226,37 @@ def run_matrix(models, seeds, out, common=None, flags=None, top=None, check=None
 
 def suite_meta(common, methods, seeds, kind='suite', **extra):
     return {'kind': kind, 'common': common, 'methods': methods, 'seeds': seeds, **extra}
+
+
+def _sorted(values):
+    try:
+        return sorted(values)
+    except TypeError:                          # mixed types: keep the order they came in
+        return values
+
+
+def merge_meta(path, meta):
+    """What ``suite.json`` at ``path`` should say after a call described by ``meta``.  A call that
+    runs part of the same experiment (same kind and common settings; ``--seeds N`` in two shells,
+    or grid values added later) adds to what the folder already holds instead of replacing it, so
+    every call's summary covers every seed (and grid point) of the folder: the seeds become the
+    union, and a grid's methods and axis values too.  Anything else replaces the description."""
+    if not os.path.exists(path):
+        return meta
+    old = read_json(path)
+    if old.get('kind') != meta['kind'] or old.get('common') != meta['common']:
+        return meta
+    merged = dict(meta, seeds=list(old['seeds']) + [s for s in meta['seeds'] if s not in old['seeds']])
+    if meta['kind'] == 'grid' and [k for k, _ in old.get('axes', [])] == [k for k, _ in meta.get('axes', [])]:
+        axes = [[k, _sorted(list(v) + [x for x in nv if x not in v])]
+                for (k, v), (_, nv) in zip(old['axes'], meta['axes'])]
+        both = dict(old['methods'], **meta['methods'])
+        order = [n for n in grid_methods(axes, None) if n in both]        # the grid's own order
+        merged['methods'] = {n: both[n] for n in order + [n for n in both if n not in order]}
+        merged['axes'] = axes
+    elif old.get('methods') != meta['methods']:
+        return meta
+    return merged
 
 
 # ----------------------------------------------------------------------------- grids

@@ -88,6 +88,49 @@ def test_suite_methods_option_runs_a_subset(small_file, tmp_path):
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and "'shuffle' is not a method" in r.stderr, r.stderr
 
 
+def test_suite_calls_with_seeds_add_up(small_file, tmp_path):
+    """`--seeds N` in two shells (or one after the other): each call's summary covers every seed the
+    folder holds, not just its own (a later call used to overwrite suite.json with its seeds only,
+    so the first call's summary lost its own run and its report failed)."""
+    spec = {'seeds': [1, 2], 'common': _tiny_common(small_file), 'methods': {'reorder': {'augment': 'reorder'}}}
+    path = tmp_path / 'suite.yaml'
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / 'out'
+    for seed in ('2', '1'):
+        r = subprocess.run(RSIR + ['suite', str(path), '--output', str(out), '--quiet', '--seeds', seed], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.load(open(out / 'suite.json'))
+    assert meta['seeds'] == [2, 1]
+    summ = json.load(open(out / 'summary.json'))
+    rows = {(x['method'], x['round']): x for x in summ['rows']}
+    assert rows[('reorder', 1)]['seeds'] == [1, 2] and not summ['missing']
+    assert len(rows[('reorder', 1)]['ndcg@10']['values']) == 2
+
+
+def test_merge_meta_adds_seeds_and_grid_points_of_the_same_experiment(tmp_path):
+    from recstudio_rsir.suite import grid_methods, merge_meta, suite_meta
+    from recstudio_rsir.atomic import write_json
+    path = str(tmp_path / 'suite.json')
+    common = {'model_name': 'SASRec', 'train': {'patience': 20}}
+    methods = {'rsir': {'augment': 'rsir'}}
+    assert merge_meta(path, suite_meta(common, methods, [3])) == suite_meta(common, methods, [3])   # no file yet
+    write_json(path, suite_meta(common, methods, [3, 1]))
+    assert merge_meta(path, suite_meta(common, methods, [2, 1]))['seeds'] == [3, 1, 2]
+    # another experiment in the same folder replaces the description
+    other = dict(common, train={'patience': 5})
+    assert merge_meta(path, suite_meta(other, methods, [2]))['seeds'] == [2]
+    assert merge_meta(path, suite_meta(common, {'x': {'augment': 'insert'}}, [2]))['seeds'] == [2]
+    # grids: values of the same axes add up, methods in the grid's order
+    ax10 = [['rsir.tau', [10, 20]]]
+    write_json(path, suite_meta(common, grid_methods(ax10, 'rsir'), [2022], 'grid', axes=ax10))
+    ax5 = [['rsir.tau', [5, 20]]]
+    m = merge_meta(path, suite_meta(common, grid_methods(ax5, 'rsir'), [2022], 'grid', axes=ax5))
+    assert m['axes'] == [['rsir.tau', [5, 10, 20]]] and list(m['methods']) == ['tau=5', 'tau=10', 'tau=20']
+    axp = [['rsir.p', [0.3]]]                            # other axes: a new grid
+    assert list(merge_meta(path, suite_meta(common, grid_methods(axp, 'rsir'), [2022], 'grid', axes=axp))['methods']) == ['p=0.3']
+
+
 def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
     from recstudio_rsir.errors import UserError
     from recstudio_rsir.suite import run_lock
