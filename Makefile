@@ -22,7 +22,7 @@ test: install
 compare: install   # issue #5: base / reorder / insert / RSIR / RSIR fidelity off on the embedded dataset + report
 	$(PYTHON) -m recstudio_rsir.cli suite yamls/compare_embedded.yaml
 
-paper: install     # issue #6 on a 2-core CPU budget: SASRec base vs +RSIR on Beauty and Toys (3 seeds), Beauty per-round curve + heuristics (1 seed)
+paper: install     # issue #6 on a 2-core CPU budget: SASRec base vs +RSIR on Beauty and Toys (3 seeds, patience 20), Beauty per-round curve + heuristics (1 seed)
 	bash benchmarks/paper_tables.sh
 
 bench-generation: install
