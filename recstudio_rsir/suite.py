@@ -250,9 +250,8 @@ def merge_meta(path, meta):
     if meta['kind'] == 'grid' and [k for k, _ in old.get('axes', [])] == [k for k, _ in meta.get('axes', [])]:
         axes = [[k, _sorted(list(v) + [x for x in nv if x not in v])]
                 for (k, v), (_, nv) in zip(old['axes'], meta['axes'])]
-        both = dict(old['methods'], **meta['methods'])
-        order = [n for n in grid_methods(axes, None) if n in both]        # the grid's own order
-        merged['methods'] = {n: both[n] for n in order + [n for n in both if n not in order]}
+        both = dict(old['methods'], **meta['methods'])      # every one is a combination of ``axes``
+        merged['methods'] = {n: both[n] for n in grid_methods(axes, None) if n in both}   # the grid's order
         merged['axes'] = axes
     elif old.get('methods') != meta['methods']:
         return meta
