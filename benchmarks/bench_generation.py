@@ -21,8 +21,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recstudio_rsir import config as C  # noqa: E402
-from recstudio_rsir import generation as G  # noqa: E402
-from recstudio_rsir import host, loop, training  # noqa: E402
+from recstudio_rsir.algorithm import generation as G  # noqa: E402
+from recstudio_rsir import host  # noqa: E402
+from recstudio_rsir.algorithm import loop, training
 
 
 def main():

@@ -73,10 +73,11 @@ def run_main(argv):
     _with_known(known, flags)
     top = {'model_name': known.model_name, 'dataset': known.dataset, 'augment': known.augment,
            'output': known.output}
-    from . import suite as S
+    from .analysis import suite as S
     fixed, axes = S.grid_axes(flags)
     cfg = C.resolve(config_path=known.config, flags=fixed, top=top)
-    from . import host, loop
+    from . import host
+    from .algorithm import loop
     host.apply_shims()
     if axes:
         return grid_main(cfg, known, fixed, top, axes)
@@ -93,14 +94,15 @@ def run_main(argv):
 
 def check_run(cfg):
     """Checks that need the host, before anything is trained."""
-    from . import loop
+    from .algorithm import loop
     _check_model_keys(cfg)
     loop.check_teacher(cfg)
 
 
 def grid_main(cfg, known, fixed, top, axes):
     """A flag given as a comma list runs every combination (round 0 trained once) into one folder."""
-    from . import loop, report, suite as S
+    from .algorithm import loop
+    from .analysis import report, suite as S
     if cfg['augment'] == 'none':
         raise UserError('a grid (an option given as a comma list) needs --augment rsir, reorder or insert')
     ds = loop.dataset_label(cfg['dataset'])
@@ -138,7 +140,8 @@ def suite_main(argv):
     p.add_argument('--seeds', help='comma list overriding the file\'s seeds')
     p.add_argument('--methods', help='comma list: run only these methods now (and base); e.g. in two shells')
     a, flags, seeds_flag = _multi_run_args(p, argv)
-    from . import host, report, suite as S
+    from . import host
+    from .analysis import report, suite as S
     common, methods, seeds, out = S.load_suite(a.file)
     seeds = seeds_flag or seeds
     only = [m.strip() for m in a.methods.split(',') if m.strip()] if a.methods else None
@@ -158,7 +161,9 @@ def matrix_main(argv):
     p.add_argument('--seeds', default='2022')
     p.add_argument('--config')
     a, flags, seeds = _multi_run_args(p, argv)
-    from . import host, loop, models as M, report, suite as S
+    from . import host, models as M
+    from .algorithm import loop
+    from .analysis import report, suite as S
     host.apply_shims()
     names = [m.strip() for m in a.models.split(',') if m.strip()]
     for n in names:
@@ -175,7 +180,7 @@ def report_main(argv):
     p = argparse.ArgumentParser(prog='rsir report', description='report.md + plots of an output folder')
     p.add_argument('folder')
     a = p.parse_args(argv)
-    from . import report
+    from .analysis import report
     print(report.write_report(a.folder))
     return 0
 
@@ -210,7 +215,7 @@ def stats_main(argv):
         seqs = D.read_sequence_file(spec)
     rows = [[i for i, _ in s] for s in seqs.values()]
     st = D.sequence_stats(rows)
-    from .analysis import apen_summary
+    from .analysis.stats import apen_summary
     st.update(apen_summary(rows))
     for k in ('users', 'items', 'interactions', 'mean_length', 'density', 'sparsity', 'apen', 'apen_reciprocal'):
         v = st[k]

@@ -36,7 +36,7 @@ def tiny_cfg(dataset, out, **over):
 
 @pytest.fixture
 def experiment(small_file, tmp_path):
-    from recstudio_rsir import loop
+    from recstudio_rsir.algorithm import loop
     cfg = tiny_cfg(small_file, tmp_path / 'out')
     torch.set_num_threads(1)
     return loop.Experiment(cfg, str(tmp_path / 'out'))

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from recstudio_rsir import analysis as A
-from recstudio_rsir import augment as G
+from recstudio_rsir.analysis import stats as A
+from recstudio_rsir.algorithm import heuristics as G
 from recstudio_rsir.data import sequence_stats
 
 from test_end_to_end import ROOT, _cmd
@@ -112,7 +112,7 @@ def test_synthetic_diagnostics():
 @pytest.mark.parametrize('kind', ['reorder', 'insert'])
 def test_heuristic_rounds_run_through_the_loop(small_file, tmp_path, kind):
     """Copies are training-only rows of their source, counted and reported like RSIR's; a seed fixes them."""
-    from recstudio_rsir.loop import load_sequences
+    from recstudio_rsir.algorithm.loop import load_sequences
     outs = []
     for name in ('a', 'b'):
         out = tmp_path / name
@@ -135,7 +135,7 @@ def test_heuristic_rounds_run_through_the_loop(small_file, tmp_path, kind):
     m1 = json.load(open(a / 'round_1' / 'metrics.json'))
     assert m0['test']['users'] == m1['test']['users'] and m0['val']['users'] == m1['val']['users']
     # each copy relates to its source row (the real training rows, in file order)
-    from recstudio_rsir import loop
+    from recstudio_rsir.algorithm import loop
     from conftest import tiny_cfg
     ex = loop.Experiment(tiny_cfg(small_file, tmp_path / 'c'), str(tmp_path / 'c'))
     for row, o in zip(rows, origin):

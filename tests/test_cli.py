@@ -85,6 +85,7 @@ def test_stats_command(small_file):
     n = sum(1 for _ in open(small_file))
     assert int(out['users']) == n
     assert 0 < float(out['density']) < 1
-    from recstudio_rsir import analysis, data
+    from recstudio_rsir.analysis import stats as analysis
+    from recstudio_rsir import data
     rows = [[i for i, _ in s] for s in data.read_sequence_file(small_file).values()]
     assert float(out['apen']) == pytest.approx(analysis.apen_summary(rows)['apen'], abs=1e-6)

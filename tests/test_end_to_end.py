@@ -139,7 +139,8 @@ def test_output_folder_of_another_config_is_refused(small_file, tmp_path):
 def test_output_folder_from_before_an_option_existed_still_resumes(tmp_path):
     """A run folder written before an option was added counts as having used its default."""
     import yaml
-    from recstudio_rsir import config as C, loop
+    from recstudio_rsir import config as C
+    from recstudio_rsir.algorithm import loop
     cfg = C.resolve(top={'dataset': 'embedded', 'output': str(tmp_path)})
     old = yaml.safe_load(C.dump(cfg))
     del old['aug']

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from recstudio_rsir import generation as G
+from recstudio_rsir.algorithm import generation as G
 from recstudio_rsir import host
 
 
@@ -99,7 +99,7 @@ def test_filter_min_len_and_duplicates():
 def test_generator_never_sees_validation_or_test_items(small_file, tmp_path):
     """Changing every user's last two items (validation, test) changes nothing that is generated."""
     from conftest import tiny_cfg, write_seq_file, small_sequences
-    from recstudio_rsir import loop
+    from recstudio_rsir.algorithm import loop
     seqs = small_sequences()
     items = sorted({i for s in seqs.values() for i, _ in s}, key=int)
     changed = {}

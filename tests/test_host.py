@@ -75,7 +75,7 @@ def _build_pair(experiment, synthetic):
 @pytest.mark.parametrize('regime', ['user', 'prefix'])
 def test_synthetic_rows_are_training_only(small_file, tmp_path, regime):
     from conftest import tiny_cfg
-    from recstudio_rsir import loop
+    from recstudio_rsir.algorithm import loop
     ex = loop.Experiment(tiny_cfg(small_file, tmp_path / 'o', **{'train.regime': regime}), str(tmp_path / 'o'))
     synthetic = [[1, 2, 3, 4], [5, 6, 7], [8, 9, 10, 11, 12]]
     (tr0, va0, te0), (tr1, va1, te1) = _build_pair(ex, synthetic)

@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from recstudio_rsir import generation as G
-from recstudio_rsir import host, models, training
+from recstudio_rsir.algorithm import generation as G
+from recstudio_rsir import host, models
+from recstudio_rsir.algorithm import training
 from recstudio_rsir.errors import UserError
 
 from conftest import tiny_cfg
@@ -13,7 +14,7 @@ from conftest import tiny_cfg
 
 def _experiment(small_file, tmp_path, name, **over):
     from recstudio_rsir import config as C
-    from recstudio_rsir import loop
+    from recstudio_rsir.algorithm import loop
     cfg = tiny_cfg(small_file, tmp_path / 'out', **over)
     cfg['model_name'] = name
     cfg['model'] = dict(C.model_yaml(name).get('model', {}))

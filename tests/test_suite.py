@@ -109,7 +109,7 @@ def test_suite_calls_with_seeds_add_up(small_file, tmp_path):
 
 
 def test_merge_meta_adds_seeds_and_grid_points_of_the_same_experiment(tmp_path):
-    from recstudio_rsir.suite import grid_methods, merge_meta, suite_meta
+    from recstudio_rsir.analysis.suite import grid_methods, merge_meta, suite_meta
     from recstudio_rsir.atomic import write_json
     path = str(tmp_path / 'suite.json')
     common = {'model_name': 'SASRec', 'train': {'patience': 20}}
@@ -133,7 +133,7 @@ def test_merge_meta_adds_seeds_and_grid_points_of_the_same_experiment(tmp_path):
 
 def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
     from recstudio_rsir.errors import UserError
-    from recstudio_rsir.suite import run_lock
+    from recstudio_rsir.analysis.suite import run_lock
     run = tmp_path / 'run'
     with run_lock(str(run)):
         assert (run / '.lock').read_text() == str(os.getpid())
@@ -217,7 +217,8 @@ def test_report_of_a_single_run_and_of_nothing(small_file, tmp_path):
 
 @pytest.mark.parametrize('name', sorted(f for f in os.listdir(os.path.join(ROOT, 'yamls')) if f.endswith('.yaml')))
 def test_shipped_yamls_resolve(name, tmp_path):
-    from recstudio_rsir import config as C, suite as S
+    from recstudio_rsir import config as C
+    from recstudio_rsir.analysis import suite as S
     path = os.path.join(ROOT, 'yamls', name)
     if 'methods' in yaml.safe_load(open(path)):
         common, methods, seeds, out = S.load_suite(path)

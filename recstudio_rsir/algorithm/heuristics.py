@@ -19,7 +19,7 @@ depends only on the seed and the sources.
 """
 import numpy as np
 
-from .analysis import item_counts
+from ..analysis.stats import item_counts
 
 INSERT_ITEMS = ('uniform', 'popularity')
 

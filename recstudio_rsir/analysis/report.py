@@ -13,8 +13,8 @@ import os
 import numpy as np
 
 from . import suite as S
-from .atomic import atomic_path, read_json, write_text
-from .errors import UserError
+from ..atomic import atomic_path, read_json, write_text
+from ..errors import UserError
 
 METRICS = S.METRICS
 

@@ -25,9 +25,9 @@ import time
 
 import numpy as np
 
-from . import config as C
-from .atomic import read_json, write_json, write_text
-from .errors import UserError
+from .. import config as C
+from ..atomic import read_json, write_json, write_text
+from ..errors import UserError
 
 log = logging.getLogger('recstudio_rsir')
 
@@ -104,7 +104,7 @@ def run_jobs(jobs, progress=False):
     """Run (or skip when finished) every job in order; a job with a ``base`` folder takes its
     round 0 from there.  A run being run by another live process (``rsir suite --methods`` in two
     shells) is an error, not a second writer."""
-    from . import loop
+    from ..algorithm import loop
     for i, job in enumerate(jobs):
         run_out = job['cfg']['output']
         if os.path.exists(os.path.join(run_out, 'results.json')):

@@ -29,13 +29,14 @@ import time
 import numpy as np
 import torch
 
-from . import config as C
-from . import data as D
-from . import host, models, training
-from .analysis import apen_summary, synthetic_diagnostics
-from .atomic import atomic_path, read_json, write_json, write_text
-from .augment import augment_rows
-from .errors import UserError
+from .. import config as C
+from .. import data as D
+from .. import host, models
+from . import training
+from ..analysis.stats import apen_summary, synthetic_diagnostics
+from ..atomic import atomic_path, read_json, write_json, write_text
+from .heuristics import augment_rows
+from ..errors import UserError
 from .generation import GenConfig, GenStats, ModelScorer, filter_sequences, generate_batched, predraw
 
 log = logging.getLogger('recstudio_rsir')

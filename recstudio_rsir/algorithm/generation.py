@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import host
+from .. import host
 
 log = logging.getLogger('recstudio_rsir')
 

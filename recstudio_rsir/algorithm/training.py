@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import host
-from .atomic import atomic_path
+from .. import host
+from ..atomic import atomic_path
 
 log = logging.getLogger('recstudio_rsir')
 
