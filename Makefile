@@ -5,7 +5,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 OUT ?= runs/demo
 
-.PHONY: install demo test compare paper bench-generation clean
+.PHONY: install demo test test-pypi test-source examples compare paper bench-generation clean
 
 install:
 	$(PIP) install -q torch==2.13.0
@@ -16,8 +16,18 @@ install:
 demo: install
 	$(PYTHON) run_recstudio.py --config yamls/demo.yaml --output $(OUT)
 
+examples: install  # every script in examples/, full settings (a couple of minutes each on CPU)
+	for f in quickstart weak_to_strong custom_augmenter own_csv; do $(PYTHON) examples/$$f.py || exit 1; done
+
 test: install
 	$(PYTHON) -m pytest -q tests
+	PYTHON=$(PYTHON) bash tools/test_source_flavour.sh
+
+test-pypi: install   # the suite on the PyPI flavour only
+	$(PYTHON) -m pytest -q tests
+
+test-source: install # the suite on the GitHub-source flavour only (../shared/host/), in .venv-source/
+	PYTHON=$(PYTHON) bash tools/test_source_flavour.sh
 
 compare: install   # issue #5: base / reorder / insert / RSIR / RSIR fidelity off on the embedded dataset + report
 	$(PYTHON) -m recstudio_rsir.cli suite yamls/compare_embedded.yaml
@@ -29,4 +39,4 @@ bench-generation: install
 	$(PYTHON) benchmarks/bench_generation.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache .venv-source

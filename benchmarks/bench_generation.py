@@ -46,7 +46,7 @@ def main():
     ex = loop.Experiment(cfg, out)
     tr, _, _ = ex.splits([])
     model = ex.new_model(tr)
-    model.load_state_dict(training.load_checkpoint(metrics['checkpoint'], ex.device)['model'])
+    model.load_state_dict(training.load_checkpoint(loop.checkpoint_path(os.path.join(out, 'round_0'), metrics), ex.device)['model'])
     scorer = G.ModelScorer(model, ex.num_items, ex.max_seq_len, ex.pristine.fiid)
     gcfg = G.GenConfig(m=5, p=0.5, tau=20, max_len=ex.max_seq_len, batch_size=a.batch_size, seed=0)
     sources = ex.real_train

@@ -37,6 +37,7 @@ def _split_flags(argv):
     p.add_argument('--device')
     p.add_argument('--seed', type=int)
     p.add_argument('--output')
+    p.add_argument('--plugins', help='comma list of modules to import (they may register augmenters)')
     p.add_argument('--quiet', action='store_true')
     known, rest = p.parse_known_args(argv)
     flags = {}
@@ -72,31 +73,36 @@ def run_main(argv):
     known, flags = _split_flags(argv)
     _with_known(known, flags)
     top = {'model_name': known.model_name, 'dataset': known.dataset, 'augment': known.augment,
-           'output': known.output}
+           'output': known.output, 'plugins': known.plugins}
     from .analysis import suite as S
     fixed, axes = S.grid_axes(flags)
     cfg = C.resolve(config_path=known.config, flags=fixed, top=top)
-    from . import host
-    from .algorithm import loop
-    host.apply_shims()
     if axes:
         return grid_main(cfg, known, fixed, top, axes)
-    check_run(cfg)
-    results = loop.run(cfg, progress=not known.quiet)
+    from .api import SelfImprovingTrainer
+    trainer = SelfImprovingTrainer.from_config(cfg, progress=not known.quiet)
+    _set_threads(trainer.config)
+    results = trainer.fit()
     print()
-    print(f"{cfg['model_name']} on {results['dataset']}, augment={cfg['augment']}, seed {cfg['train']['seed']}, "
-          f"device {results['device']}, RecStudio flavour {results['flavour']} "
-          f"({results['wall_seconds']:.0f}s)")
-    print(loop.format_table(results))
-    print(f"results: {os.path.join(cfg['output'], 'results.json')}")
+    print(f"{cfg['model_name']} on {results.dataset}, augment={cfg['augment']}, seed {cfg['train']['seed']}, "
+          f"device {results.device}, RecStudio flavour {results.flavour} "
+          f"({results.wall_seconds:.0f}s)")
+    print(results.table())
+    print(f"results: {trainer.layout.results}")
     return 0
 
 
+def _set_threads(cfg):
+    """The command line uses every core unless ``train.num_threads`` says otherwise (the Python API
+    leaves torch's setting alone unless it is configured)."""
+    import torch
+    torch.set_num_threads(int(cfg['train'].get('num_threads') or os.cpu_count()))
+
+
 def check_run(cfg):
-    """Checks that need the host, before anything is trained."""
-    from .algorithm import loop
-    _check_model_keys(cfg)
-    loop.check_teacher(cfg)
+    """Checks that need the host, before anything is trained (the API's)."""
+    from .api import check
+    check(cfg)
 
 
 def grid_main(cfg, known, fixed, top, axes):
@@ -140,13 +146,11 @@ def suite_main(argv):
     p.add_argument('--seeds', help='comma list overriding the file\'s seeds')
     p.add_argument('--methods', help='comma list: run only these methods now (and base); e.g. in two shells')
     a, flags, seeds_flag = _multi_run_args(p, argv)
-    from . import host
     from .analysis import report, suite as S
     common, methods, seeds, out = S.load_suite(a.file)
     seeds = seeds_flag or seeds
     only = [m.strip() for m in a.methods.split(',') if m.strip()] if a.methods else None
     out = a.output or out or os.path.join('runs', os.path.splitext(os.path.basename(a.file))[0])
-    host.apply_shims()
     summary = S.run_suite(common, methods, seeds, out, flags, where=a.file, check=check_run, progress=not a.quiet,
                           only=only)
     print(S.format_summary(summary))
@@ -161,10 +165,9 @@ def matrix_main(argv):
     p.add_argument('--seeds', default='2022')
     p.add_argument('--config')
     a, flags, seeds = _multi_run_args(p, argv)
-    from . import host, models as M
+    from . import models as M
     from .algorithm import loop
     from .analysis import report, suite as S
-    host.apply_shims()
     names = [m.strip() for m in a.models.split(',') if m.strip()]
     for n in names:
         M.resolve(n)                                    # unknown names: one-line error listing the models
@@ -185,34 +188,14 @@ def report_main(argv):
     return 0
 
 
-def _check_model_keys(cfg):
-    """Backbone options must exist in the backbone's host config (typos get a clear error)."""
-    from . import host, models
-    _, conf = models.resolve(cfg['model_name'])
-    known = set(conf.get('model', {})) if host.is_nested(conf) else set(conf)
-    known |= {'embed_dim'} | set(C.model_yaml(cfg['model_name']).get('model', {}))   # plugin models' own keys
-    bad = [k for k in cfg['model'] if k not in known]
-    if bad:
-        raise UserError(f'--{bad[0]}: unknown option for {cfg["model_name"]}; backbone options: '
-                        f'{", ".join(sorted(known))}; plugin options: see --help')
-
-
 def stats_main(argv):
     p = argparse.ArgumentParser(prog='rsir stats', description='Statistics of a dataset')
     p.add_argument('-d', '--dataset', required=True)
     a = p.parse_args(argv)
-    from . import data as D
-    spec = a.dataset
-    if spec.startswith('embedded'):
-        seed = int(spec.split(':', 1)[1]) if ':' in spec else 0
-        seqs = D.make_embedded(seed)
-    elif os.path.isdir(spec):
-        name, folder, _ = D.resolve_dataset(spec, '/tmp')
-        seqs = D.read_table_file_atomic(os.path.join(folder, name + '.inter'))
-    elif spec.endswith(('.csv', '.tsv', '.csv.gz', '.tsv.gz')):
-        seqs = D.read_table_file(spec)
-    else:
-        seqs = D.read_sequence_file(spec)
+    import tempfile
+    from . import data as D, host
+    with tempfile.TemporaryDirectory() as tmp:
+        seqs = D.read_dataset(a.dataset, tmp, host.named_dataset_file)
     rows = [[i for i, _ in s] for s in seqs.values()]
     st = D.sequence_stats(rows)
     from .analysis.stats import apen_summary
@@ -223,10 +206,23 @@ def stats_main(argv):
     return 0
 
 
+def _setup_logging():
+    """The plugin's own messages at INFO on stderr; the root logger is left alone, so libraries that
+    log at INFO on import (faiss, imported by the GitHub RecStudio) print nothing."""
+    log = logging.getLogger('recstudio_rsir')
+    if not any(getattr(h, '_rsir', False) for h in log.handlers):
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter('%(message)s'))
+        h._rsir = True
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    logging.getLogger('recstudio').setLevel(logging.ERROR)
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
-    logging.getLogger('recstudio').setLevel(logging.ERROR)
+    _setup_logging()
     try:
         commands = {'stats': stats_main, 'suite': suite_main, 'matrix': matrix_main, 'report': report_main}
         if argv and argv[0] in commands:

@@ -26,7 +26,8 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULTS = {
     'model_name': 'SASRec',
     'dataset': 'embedded',
-    'augment': 'none',            # none | rsir | reorder | insert
+    'augment': 'none',            # none | rsir | reorder | insert | a registered augmenter
+    'plugins': [],                # modules imported first (they may register augmenters or models)
     'output': None,               # default: runs/<model>-<dataset>-<augment>-seed<seed>
     'data': {
         'max_seq_len': 50,
@@ -78,7 +79,6 @@ DEFAULTS = {
 }
 
 CHOICES = {
-    ('augment',): ('none', 'rsir', 'reorder', 'insert'),
     ('aug', 'insert_items'): ('uniform', 'popularity'),
     ('train', 'regime'): ('user', 'prefix'),
     ('rsir', 'fidelity'): ('on', 'off'),
@@ -86,7 +86,7 @@ CHOICES = {
     ('rsir', 'seed_prefix'): ('first', 'random'),
     ('rsir', 'generate_from'): ('all', 'real'),
 }
-TOP_LEVEL = ('model_name', 'dataset', 'augment', 'output')
+TOP_LEVEL = ('model_name', 'dataset', 'augment', 'output', 'plugins')
 GROUPS = ('data', 'model', 'train', 'rsir', 'aug')
 
 
@@ -127,7 +127,7 @@ def load_yaml(path):
 def uses_teacher(cfg):
     """True when another backbone (or a given checkpoint) generates the synthetic data."""
     r = cfg['rsir']
-    return cfg['augment'] == 'rsir' and (bool(r.get('teacher_ckpt')) or
+    return cfg['augment'] != 'none' and (bool(r.get('teacher_ckpt')) or
                                          (r.get('teacher') or cfg['model_name']).lower() != cfg['model_name'].lower())
 
 
@@ -203,6 +203,17 @@ def resolve(model_name=None, config_path=None, flags=None, top=None, layers=()):
 
 
 def validate(cfg):
+    from .algorithm.augmenters import augmenter_names, import_plugins
+    plugins = cfg.get('plugins') or []
+    if isinstance(plugins, str):
+        plugins = cfg['plugins'] = [p.strip() for p in plugins.split(',') if p.strip()]
+    _check(isinstance(plugins, list) and all(isinstance(p, str) for p in plugins), 'plugins', plugins,
+           'a list of module names')
+    import_plugins(plugins)
+    accepted = ['none'] + augmenter_names()
+    if not isinstance(cfg['augment'], str) or cfg['augment'] not in accepted:
+        raise UserError(f"augment: {cfg['augment']!r} is not one of {', '.join(accepted)} (a module that registers "
+                        'augmenters is loaded with --plugins MODULE)')
     for path, allowed in CHOICES.items():
         parent = cfg
         for p in path[:-1]:

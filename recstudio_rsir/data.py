@@ -9,8 +9,9 @@ Accepted inputs (``-d``):
 * ``embedded`` (or ``embedded:SEED``): the built-in generated dataset (:func:`make_embedded`).
 * a sequence file ``user item item ...`` per line, plain or ``.gz`` (the S3-Rec/ICLRec release).
 * a ``.csv`` / ``.tsv`` table with a header ``user,item,timestamp`` (timestamp optional).
-* a folder of RecStudio atomic files (``<folder>/<name>.inter``).
-* a RecStudio dataset name (``ml-100k``...), passed through to RecStudio.
+* a folder holding one RecStudio atomic file (``<folder>/<name>.inter``), or the ``.inter`` file
+  itself: columns found by the header (``user_id:token item_id:token rating:float timestamp:float``).
+* a RecStudio dataset name (``ml-100k``...): the host layer finds or downloads its ``.inter``.
 """
 import gzip
 import hashlib
@@ -107,19 +108,68 @@ def read_table_file(path):
     return seqs
 
 
-def read_table_file_atomic(path):
-    """Read a RecStudio ``.inter`` file written by :func:`write_atomic` (tab-separated, header)."""
+USER_FIELDS = ('user_id', 'user', 'uid', 'userid', 'user_token')
+ITEM_FIELDS = ('item_id', 'item', 'iid', 'itemid', 'item_token')
+TIME_FIELDS = ('timestamp', 'time', 'ts', 'datetime')
+
+
+def _field_name(col):
+    """``user_id:token`` -> ``user_id`` (RecStudio/RecBole typed header), lower case."""
+    return col.strip().split(':', 1)[0].strip().lower()
+
+
+def _find(names, accepted):
+    hits = [i for i, n in enumerate(names) if n in accepted]
+    return hits[0] if hits else None
+
+
+def read_inter_file(path, fields=None):
+    """Read a RecStudio/RecBole atomic ``.inter`` file.  Returns {user: [(item, t), ...]} in time order.
+
+    The columns are found by the header's names (``name:type`` or plain ``name``, tab-separated):
+    user (``user_id``), item (``item_id``) and, if present, timestamp (``timestamp``); any other
+    column (rating, ...) is allowed and ignored.  A file without a header is read as three columns
+    user, item, timestamp, or by ``fields`` (the dataset config's ``inter_feat_field``) when given.
+    Without a timestamp column the file order is the time order.  Ties keep the file order.
+    """
     seqs = {}
     with _open_text(path) as f:
-        f.readline()
-        for lineno, line in enumerate(f, 2):
-            parts = line.rstrip('\n').split('\t')
-            if len(parts) < 2:
-                raise UserError(f'{path}:{lineno}: expected user<TAB>item[<TAB>timestamp]')
-            t = float(parts[2]) if len(parts) > 2 and parts[2] else float(lineno)
-            seqs.setdefault(parts[0], []).append((parts[1], t))
-    for u in seqs:
-        seqs[u].sort(key=lambda p: p[1])
+        first = f.readline()
+        if not first.strip():
+            raise UserError(f'{path}: file is empty (expected a header like user_id:token<TAB>item_id:token'
+                            '<TAB>timestamp:float)')
+        sep = '\t' if '\t' in first else None
+        cols = first.rstrip('\n').split(sep)
+        names = [_field_name(c) for c in cols]
+        has_header = any(':' in c for c in cols) or _find(names, USER_FIELDS) is not None
+        if not has_header:
+            names = [_field_name(c) for c in fields] if fields else ['user_id', 'item_id', 'timestamp']
+        u, i, t = _find(names, USER_FIELDS), _find(names, ITEM_FIELDS), _find(names, TIME_FIELDS)
+        if u is None or i is None:
+            raise UserError(f'{path}:1: the header must name a user column (user_id) and an item column (item_id), '
+                            f'got {first.strip()!r}')
+        width = len(names)
+        lines = f if has_header else [first] + list(f)
+        for lineno, line in enumerate(lines, 2 if has_header else 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip('\n').split(sep)
+            if len(parts) != width:
+                what = 'header' if has_header else ('fields ' + ', '.join(names) if fields else
+                                                    'columns user, item, timestamp (no header)')
+                raise UserError(f'{path}:{lineno}: expected {width} fields (by the {what}), got {len(parts)}')
+            if t is not None:
+                try:
+                    ts = float(parts[t])
+                except ValueError:
+                    raise UserError(f'{path}:{lineno}: timestamp {parts[t]!r} is not a number') from None
+            else:
+                ts = float(lineno)
+            seqs.setdefault(parts[u].strip(), []).append((parts[i].strip(), ts))
+    if not seqs:
+        raise UserError(f'{path}: no interactions after the header')
+    for user in seqs:  # stable: ties keep file order
+        seqs[user].sort(key=lambda p: p[1])
     return seqs
 
 
@@ -232,16 +282,35 @@ def write_atomic(seqs, folder, name):
     return path
 
 
-def resolve_dataset(spec, cache_root):
-    """Turn a ``-d`` value into ``(name, folder or None, description)``.
+ACCEPTED = ('embedded[:SEED], a sequence file (.txt/.gz), a .csv/.tsv file, a folder holding one <name>.inter '
+            'file, or a RecStudio dataset name')
 
-    ``folder`` is a folder holding ``<name>.inter``; ``None`` means a RecStudio dataset name that
-    RecStudio itself resolves.  Converted files are cached under ``cache_root`` keyed by the source
-    file's content hash, so a changed file is converted again.
+
+def _converted(cache_root, source_path, label, read):
+    """Convert ``source_path`` once into ``<cache_root>/<label>_<hash>/<same>.inter``; returns
+    (name, folder).  Keyed by the content hash, so a changed file is converted again."""
+    h = hashlib.md5()
+    with open(source_path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    name = f'{label}_{h.hexdigest()[:10]}'.replace('-', '_').replace('.', '_')
+    folder = os.path.join(cache_root, name)
+    if not os.path.exists(os.path.join(folder, f'{name}.inter')):
+        seqs = drop_short_users(read(), MIN_LEN, source_path)
+        write_atomic(seqs, folder, name)
+    return name, folder
+
+
+def resolve_dataset(spec, cache_root, find_named=None):
+    """Turn a ``-d`` value into ``(name, folder, description)``: ``folder/<name>.inter`` is an atomic
+    file with exactly the columns user_id, item_id, timestamp, in time order, under ``cache_root``.
+
+    Every input is converted (once, keyed by its content hash): sequence files, CSV/TSV, RecStudio
+    atomic ``.inter`` files read by their header, and RecStudio dataset names, whose file
+    ``find_named(name, cache_root)`` returns as ``(path, inter_feat_field)`` (the host layer's).
     """
     if spec is None or spec == '':
-        raise UserError('-d/--dataset: empty; accepted: embedded[:SEED], a sequence file (.txt/.gz), '
-                        'a .csv/.tsv file, a folder of atomic files, or a RecStudio dataset name')
+        raise UserError(f'-d/--dataset: empty; accepted: {ACCEPTED}')
     if spec == 'embedded' or spec.startswith('embedded:'):
         seed = spec.split(':', 1)[1] if ':' in spec else '0'
         try:
@@ -257,23 +326,32 @@ def resolve_dataset(spec, cache_root):
         inters = sorted(f for f in os.listdir(spec) if f.endswith('.inter'))
         if len(inters) != 1:
             raise UserError(f'{spec}: a dataset folder must hold exactly one <name>.inter file, found {len(inters)}')
-        return inters[0][:-len('.inter')], os.path.abspath(spec), f'atomic files in {spec}'
-    if os.path.isfile(spec) or os.path.sep in spec or spec.endswith(('.txt', '.gz', '.csv', '.tsv')):
+        path = os.path.join(spec, inters[0])
+        name, folder = _converted(cache_root, path, inters[0][:-len('.inter')], lambda: read_inter_file(path))
+        return name, folder, f'atomic files in {spec}'
+    if os.path.isfile(spec) or os.path.sep in spec or spec.endswith(('.txt', '.gz', '.csv', '.tsv', '.inter')):
         with _open_text(spec) as _:
             pass
-        h = hashlib.md5(open(spec, 'rb').read()).hexdigest()[:10]
         base = os.path.basename(spec).split('.')[0]
-        name = f'{base}_{h}'.replace('-', '_')
-        folder = os.path.join(cache_root, name)
-        if not os.path.exists(os.path.join(folder, f'{name}.inter')):
-            if spec.endswith(('.csv', '.tsv', '.csv.gz', '.tsv.gz')):
-                seqs = read_table_file(spec)
-            else:
-                seqs = read_sequence_file(spec)
-            seqs = drop_short_users(seqs, MIN_LEN, spec)
-            write_atomic(seqs, folder, name)
+        if spec.endswith('.inter'):
+            read = lambda: read_inter_file(spec)               # noqa: E731
+        elif spec.endswith(('.csv', '.tsv', '.csv.gz', '.tsv.gz')):
+            read = lambda: read_table_file(spec)               # noqa: E731
+        else:
+            read = lambda: read_sequence_file(spec)            # noqa: E731
+        name, folder = _converted(cache_root, spec, base, read)
         return name, folder, f'file {spec}'
-    return spec, None, f'RecStudio dataset {spec}'
+    if find_named is None:
+        raise UserError(f'-d {spec}: no such file or folder; accepted: {ACCEPTED}')
+    path, fields = find_named(spec, cache_root)
+    name, folder = _converted(cache_root, path, spec, lambda: read_inter_file(path, fields))
+    return name, folder, f'RecStudio dataset {spec}'
+
+
+def read_dataset(spec, cache_root, find_named=None):
+    """{user: [(item, t), ...]} of any ``-d`` value (through :func:`resolve_dataset`)."""
+    name, folder, _ = resolve_dataset(spec, cache_root, find_named)
+    return read_inter_file(os.path.join(folder, f'{name}.inter'))
 
 
 def write_sequences_txt(path, sequences):

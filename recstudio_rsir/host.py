@@ -217,6 +217,27 @@ def merge_host_config(host_conf, model_group, train_group, max_seq_len):
     return conf
 
 
+def model_option_keys(config):
+    """The model option names of a host config of either shape."""
+    return list(config.get('model', {})) if is_nested(config) else list(config)
+
+
+def set_model_option(config, key, value):
+    """Set a model option in a host config of either shape (in place)."""
+    if is_nested(config):
+        config['model'][key] = value
+    else:
+        config[key] = value
+
+
+def dataset_base_class(regime, model_cls):
+    """RecStudio's dataset class for a training regime: one row per user (``SeqToSeqDataset``) or
+    the model's own (one row per prefix for SASRec)."""
+    apply_shims()
+    import recstudio.data.dataset as rds
+    return rds.SeqToSeqDataset if regime == 'user' else model_cls._get_dataset_class()
+
+
 def config_value(config, key, group=None, default=None):
     """Read ``key`` from a host config of either shape (``group`` names the nested group);
     ``default`` when it is absent or null."""
@@ -250,28 +271,68 @@ def construct(model_cls, host_conf, train_data, device):
 # ----------------------------------------------------------------------------- datasets
 
 def dataset_config(name, folder, max_seq_len):
-    """Dataset config for local atomic files (``folder/<name>.inter``) valid for both flavours."""
+    """Dataset config for the plugin's converted atomic file ``folder/<name>.inter`` (columns
+    user_id, item_id, timestamp), valid for both flavours.  No RecStudio cache is written or read
+    (``save_cache: False``): RecStudio's cache is a pickle."""
     apply_shims()
-    from recstudio.utils.utils import get_dataset_default_config, parser_yaml
+    from recstudio.utils.utils import parser_yaml
     import recstudio.data as rdata
     conf = parser_yaml(os.path.join(os.path.dirname(rdata.__file__), 'config', 'all.yaml'))
-    if folder is None:  # a RecStudio dataset name
-        own = get_dataset_default_config(name)
-        if not own:
-            raise UserError(f'-d {name}: not a file, folder or known RecStudio dataset; accepted: embedded[:SEED], '
-                            'a sequence file (.txt/.gz), a .csv/.tsv file, a folder of atomic files, or one of '
-                            f'{sorted(f[:-5] for f in os.listdir(os.path.dirname(rdata.__file__) + "/config") if f != "all.yaml")}')
-        conf.update(own)
-    else:
-        conf.update({
-            'url': folder, 'inter_feat_name': f'{name}.inter',
-            'inter_feat_field': ['user_id:token', 'item_id:token', 'timestamp:float'],
-            'inter_feat_header': 0, 'rating_field': None, 'user_feat_name': None, 'item_feat_name': None,
-            'network_feat_name': None, 'field_separator': '\t', 'min_user_inter': 0, 'min_item_inter': 0,
-            'float_field_preprocess': None, 'save_cache': False,
-        })
+    conf.update({
+        'url': folder, 'inter_feat_name': f'{name}.inter',
+        'inter_feat_field': ['user_id:token', 'item_id:token', 'timestamp:float'],
+        'inter_feat_header': 0, 'rating_field': None, 'user_feat_name': None, 'item_feat_name': None,
+        'network_feat_name': None, 'field_separator': '\t', 'min_user_inter': 0, 'min_item_inter': 0,
+        'float_field_preprocess': None, 'save_cache': False,
+    })
     conf['max_seq_len'] = int(max_seq_len)
     return conf
+
+
+def recstudio_dataset_names():
+    """Dataset names RecStudio has a config for (``recstudio/data/config/<name>.yaml``)."""
+    apply_shims()
+    import recstudio.data as rdata
+    folder = os.path.join(os.path.dirname(rdata.__file__), 'config')
+    return sorted(f[:-5] for f in os.listdir(folder) if f.endswith('.yaml') and f != 'all.yaml')
+
+
+def named_dataset_file(name, cache_dir):
+    """The ``.inter`` file of RecStudio dataset ``name`` and its ``inter_feat_field`` list.
+
+    The source flavour ships some (``recstudio/dataset_demo/ml-100k``, its config's ``url:
+    recstudio:...``); others are downloaded by RecStudio's own ``download_dataset`` into
+    ``cache_dir/<name>``.  When neither gives the file (the PyPI wheel ships no demo data; offline),
+    a one-line error says where to put it.
+    """
+    apply_shims()
+    import recstudio
+    import recstudio.data as rdata
+    from recstudio.utils.utils import parser_yaml
+    names = recstudio_dataset_names()
+    if name not in names:
+        raise UserError(f'-d {name}: no such file or folder, and not a RecStudio dataset name; accepted: '
+                        f'embedded[:SEED], a sequence file (.txt/.gz), a .csv/.tsv file, a folder holding one '
+                        f'<name>.inter file, or one of {", ".join(names)}')
+    conf = parser_yaml(os.path.join(os.path.dirname(rdata.__file__), 'config', f'{name}.yaml'))
+    inter, url = conf.get('inter_feat_name'), str(conf.get('url') or '')
+    if url.startswith('recstudio:'):
+        folder = os.path.join(os.path.dirname(recstudio.__file__), url.split(':', 1)[1])
+        where = f'the installed RecStudio ({flavour()} flavour) does not ship {url.split(":", 1)[1]}'
+    else:
+        folder = os.path.join(cache_dir, name)
+        where = f'RecStudio could not download it from {url or "(no url in its config)"}'
+        if inter and not os.path.isfile(os.path.join(folder, inter)) and url.startswith('http'):
+            from recstudio.utils.utils import download_dataset
+            try:
+                download_dataset(url, name, folder)        # RecStudio's own download (prints on failure)
+            except Exception:                              # noqa: BLE001 - any failure means "not there"
+                pass
+    path = os.path.join(folder, inter or f'{name}.inter')
+    if not inter or not os.path.isfile(path):
+        raise UserError(f'-d {name}: {where}; put its atomic file {inter or name + ".inter"} (tab-separated, header '
+                        'user_id:token item_id:token ... timestamp:float) in a folder and pass -d FOLDER')
+    return path, conf.get('inter_feat_field')
 
 
 def load_dataset(dataset_cls, name, config, cache_dir):

@@ -33,7 +33,9 @@ def test_rsir_two_rounds_writes_evidence(small_file, tmp_path):
         assert os.path.exists(out / f'round_{k}' / 'synthetic.npz')
     for k in (0, 1, 2):
         m = json.load(open(out / f'round_{k}' / 'metrics.json'))
-        assert 0 <= m['test']['ndcg@10'] <= 1 and os.path.exists(m['checkpoint'])
+        assert 0 <= m['test']['ndcg@10'] <= 1
+        assert m['checkpoint_in_round'] == os.path.join('model', 'best.pt')   # relative: folders can move
+        assert os.path.exists(out / f'round_{k}' / m['checkpoint_in_round'])
         # validation and test sets never change across rounds
         assert m['test']['users'] == json.load(open(out / 'round_0' / 'metrics.json'))['test']['users']
     assert not [f for f in os.listdir(out) if f.endswith('.tmp')]
@@ -87,7 +89,7 @@ def test_teacher_generates_and_student_trains(small_file, tmp_path):
     # the same teacher, given as a checkpoint, generates exactly the same round-1 data
     out2 = tmp_path / 'ckpt'
     r = subprocess.run(base + ['--output', str(out2), '--rsir.teacher', 'SASRec', '--rsir.teacher_ckpt',
-                               t['checkpoint']], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                               str(out / 'round_0' / 'teacher' / t['checkpoint_in_round'])], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert not (out2 / 'round_0' / 'teacher').exists()
     assert open(out / 'round_1' / 'synthetic.npz', 'rb').read() == open(out2 / 'round_1' / 'synthetic.npz', 'rb').read()

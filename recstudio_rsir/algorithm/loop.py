@@ -1,26 +1,10 @@
-"""The self-improving loop (``--augment rsir``), the heuristic baselines run through the same loop
-(``--augment reorder|insert``) and plain training (``--augment none``).
+"""The self-improving loop: plain training (``augment: none``: round 0 only), or K rounds in which
+an augmenter (:mod:`.augmenters`: RSIR, Reordering, Insertion or a registered one) adds
+training-only rows from the model of the previous round and a fresh model is trained on them.
 
-Output folder layout (every file written under a temporary name, then renamed)::
-
-    config.yaml                resolved config
-    dataset/                   converted atomic files
-    round_0/ ... round_K/
-        synthetic.npz          (round >= 1) the synthetic sequences added in this round:
-                               items int32 [total], offsets int64 [n+1]; sequence i is
-                               items[offsets[i]:offsets[i+1]] (RecStudio item ids, see item_tokens.txt);
-                               origin int64 [n]: the source row each came from (index into the
-                               real training rows followed by the earlier synthetic rows)
-        generation.json        generator summary (counts, acceptance, rejection reasons, lengths,
-                               own-history share, time) and ``diagnostics`` (popularity, coverage)
-        train_stats.json       statistics of this round's training rows (real + all synthetic so far),
-                               approximate entropy included
-        model/best.pt          best checkpoint (validation NDCG@20); model/train_state.pt resume state
-        metrics.json           validation and test metrics + training summary (marks the round done)
-    item_tokens.txt            item id -> original item token (line i = id i)
-    results.json               every round's row + the popularity baseline
-
-Re-running the same command continues from the last completed step.
+The output folder's files are defined in :class:`recstudio_rsir.records.RunLayout`; every file is
+written under a temporary name, then renamed.  Re-running the same command continues from the
+last completed step.
 """
 import logging
 import os
@@ -35,13 +19,13 @@ from .. import host, models
 from . import training
 from ..analysis.stats import apen_summary, synthetic_diagnostics
 from ..atomic import atomic_path, read_json, write_json, write_text
-from .heuristics import augment_rows
 from ..errors import UserError
-from .generation import GenConfig, GenStats, ModelScorer, filter_sequences, generate_batched, predraw
+from ..records import METRICS, RoundResult, RunLayout, RunResult
+from .augmenters import AugmentContext, check_output, get_augmenter
+from .generation import GenStats, filter_sequences
 
 log = logging.getLogger('recstudio_rsir')
 
-METRICS = ('ndcg@10', 'ndcg@20', 'recall@10', 'recall@20')
 
 
 def dataset_label(spec):
@@ -85,17 +69,16 @@ class Experiment:
         self.out = out
         self.device = resolve_device(cfg['train']['device'])
         self.max_seq_len = int(cfg['data']['max_seq_len'])
-        name, folder, self.dataset_desc = D.resolve_dataset(str(cfg['dataset']), os.path.join(out, 'dataset'))
+        name, folder, self.dataset_desc = D.resolve_dataset(str(cfg['dataset']), RunLayout(out).dataset_dir,
+                                                             host.named_dataset_file)
         self.model_cls, self.host_conf = models.resolve(cfg['model_name'])
-        regime = cfg['train']['regime']
-        import recstudio.data.dataset as rds
-        base = rds.SeqToSeqDataset if regime == 'user' else self.model_cls._get_dataset_class()
+        base = host.dataset_base_class(cfg['train']['regime'], self.model_cls)
         dconf = host.dataset_config(name, folder, self.max_seq_len)
         self.pristine = host.load_dataset(host.training_only_class(base), name, dconf, os.path.join(out, 'dataset'))
         self.num_items = self.pristine.num_items
         uids, seqs = host.user_sequences(self.pristine)
         self.real_train = [s[:-2] for s in seqs if len(s) >= 3]
-        write_text(os.path.join(out, 'item_tokens.txt'),
+        write_text(RunLayout(out).item_tokens,
                    '\n'.join(map(str, self.pristine.field2tokens[self.pristine.fiid])) + '\n')
 
     def splits(self, synthetic):
@@ -105,11 +88,7 @@ class Experiment:
         t = self.cfg['train']
         hc = host.merge_host_config(self.host_conf, model_cfg if model_cfg is not None else self.cfg['model'], t,
                                     self.max_seq_len)
-        key = 'negative_count'
-        if host.is_nested(hc):
-            hc['model'][key] = t['negative_count']
-        else:
-            hc[key] = t['negative_count']
+        host.set_model_option(hc, 'negative_count', t['negative_count'])
         return host.construct(self.model_cls, hc, train_data, self.device)
 
 
@@ -124,76 +103,107 @@ def train_stats(real, synthetic, num_items):
     return st
 
 
-def run(cfg, progress=True):
-    """Run plain training (augment none: round 0 only) or the RSIR loop; returns results dict."""
+def run(cfg, progress=True, callbacks=(), experiment=None):
+    """Plain training (augment none: round 0 only) or the self-improving loop with the configured
+    augmenter; returns a :class:`~recstudio_rsir.records.RunResult` (also written to ``results.json``).
+
+    ``callbacks``: callables ``f(round_result)`` called at the end of every round (also for a round
+    found finished in the folder on resume).  ``experiment``: an :class:`Experiment` already built
+    for ``cfg`` (the trainer passes its own so that models can be loaded afterwards).
+    """
     out = cfg['output'] or default_output(cfg)
     cfg['output'] = out
+    lay = RunLayout(out)
     check_output_folder(cfg, out)
+    aug = get_augmenter(cfg['augment']) if cfg['augment'] != 'none' else None
     os.makedirs(out, exist_ok=True)
-    threads = cfg['train']['num_threads'] or os.cpu_count()
-    torch.set_num_threads(int(threads))
-    write_text(os.path.join(out, 'config.yaml'), C.dump(cfg))
+    write_text(lay.config, C.dump(cfg))
     t_all = time.time()
-    ex = Experiment(cfg, out)
-    rounds = int(cfg['rsir']['rounds']) if cfg['augment'] != 'none' else 0
-    tau = C.tau_value(cfg['rsir'])
-    gcfg = GenConfig.from_rsir(cfg['rsir'], ex.max_seq_len, tau)
+    ex = experiment or Experiment(cfg, out)
+    rounds = int(cfg['rsir']['rounds']) if aug is not None else 0
     log.info('dataset: %s (%d users, %d items); model %s; %s; device %s', ex.dataset_desc, len(ex.real_train),
              ex.num_items - 1, cfg['model_name'],
-             f"{cfg['augment']} {rounds} round(s)" if cfg['augment'] != 'none' else 'no augmentation',
-             ex.device)
+             f"{cfg['augment']} {rounds} round(s)" if aug is not None else 'no augmentation', ex.device)
 
     synthetic = []
     rows = []
     prev_model = None
     pop = None
-    teacher = Teacher(cfg, out, ex, progress) if C.uses_teacher(cfg) else None
+    teacher = Teacher(cfg, out, ex, progress) if aug is not None and aug.uses_model and C.uses_teacher(cfg) else None
     for k in range(rounds + 1):
-        rdir = os.path.join(out, f'round_{k}')
-        os.makedirs(rdir, exist_ok=True)
-        gen_path = os.path.join(rdir, 'synthetic.npz')
+        os.makedirs(lay.round_dir(k), exist_ok=True)
         gen_info = None
         if k > 0:
-            if os.path.exists(gen_path) and os.path.exists(os.path.join(rdir, 'generation.json')):
-                new, _ = load_sequences(gen_path)
-                gen_info = read_json(os.path.join(rdir, 'generation.json'))
+            if os.path.exists(lay.synthetic(k)) and os.path.exists(lay.generation(k)):
+                new, _ = load_sequences(lay.synthetic(k))
+                gen_info = read_json(lay.generation(k))
             else:
                 sources = ex.real_train + (synthetic if cfg['rsir']['generate_from'] == 'all' else [])
-                if cfg['augment'] == 'rsir':
+                gen_model = None
+                if aug.uses_model:
                     gen_model = teacher.model_for(k - 1, synthetic) if teacher else prev_model
-                    new, origin, gen_info = generate_round(ex, gen_model, sources, synthetic, gcfg, k, progress)
+                    gen_model.eval()
+                new, origin, gen_info = augment_round(aug, ex, gen_model, sources, synthetic, k, progress)
+                if aug.uses_model:
                     gen_info['generator'] = teacher.name if teacher else cfg['model_name']
-                else:
-                    new, origin, gen_info = heuristic_round(ex, sources, synthetic, cfg, k)
                 gen_info['diagnostics'] = synthetic_diagnostics(new, [sources[i] for i in origin], ex.real_train,
                                                                 ex.num_items)
-                save_sequences(gen_path, new, origin)
-                write_json(os.path.join(rdir, 'generation.json'), gen_info)
-            log.info(gen_info['summary'])
+                save_sequences(lay.synthetic(k), new, origin)
+                write_json(lay.generation(k), gen_info)
+            log.info(gen_info.get('summary') or f'round {k} {cfg["augment"]}: kept {len(new)} rows')
             synthetic = synthetic + new
         train, val, test = ex.splits(synthetic)
         stats = train_stats(ex.real_train, synthetic, ex.num_items)
-        write_json(os.path.join(rdir, 'train_stats.json'), stats)
+        write_json(lay.train_stats(k), stats)
         if pop is None:
             pop = {'val': training.evaluate_popularity(ex.real_train, val, ex.num_items),
                    'test': training.evaluate_popularity(ex.real_train, test, ex.num_items)}
-        model, res = train_or_load(ex, (train, val, test), rdir, k, progress)
-        rows.append({'round': k, 'train_sequences': stats['sequences'], 'interactions': stats['interactions'],
-                     'density': stats['density'], 'apen': stats['apen'], 'apen_reciprocal': stats['apen_reciprocal'],
-                     **{m: res['test'][m] for m in METRICS},
-                     'val': {m: res['val'][m] for m in METRICS},
-                     'generation': gen_info, 'train_seconds': res['train']['train_seconds'],
-                     'epochs_run': res['train']['epochs_run'], 'best_epoch': res['train']['best_epoch']})
+        model, res = train_or_load(ex, (train, val, test), lay.round_dir(k), k, progress,
+                                   tensorboard=lay.tensorboard(k))
+        rr = RoundResult(round=k, train_sequences=stats['sequences'], interactions=stats['interactions'],
+                         density=stats['density'], apen=stats['apen'], apen_reciprocal=stats['apen_reciprocal'],
+                         test={m: res['test'][m] for m in METRICS}, val={m: res['val'][m] for m in METRICS},
+                         generation=gen_info, train_seconds=res['train']['train_seconds'],
+                         epochs_run=res['train']['epochs_run'], best_epoch=res['train']['best_epoch'],
+                         _layout=lay)
+        base = rows[0] if rows else rr
+        rr.change_vs_round0 = {m: (rr.test[m] - base.test[m]) / base.test[m] if base.test[m] else 0.0
+                               for m in METRICS}
+        rows.append(rr)
+        for cb in callbacks:
+            cb(rr)
         prev_model = model
-    base = rows[0]
-    for r in rows:
-        r['change_vs_round0'] = {m: (r[m] - base[m]) / base[m] if base[m] else 0.0 for m in METRICS}
-    results = {'model': cfg['model_name'], 'dataset': ex.dataset_desc, 'augment': cfg['augment'],
-               'fidelity': cfg['rsir']['fidelity'] if cfg['augment'] == 'rsir' else None,
-               'seed': cfg['train']['seed'], 'device': str(ex.device), 'flavour': host.flavour(),
-               'popularity': pop, 'rounds': rows, 'wall_seconds': time.time() - t_all}
-    write_json(os.path.join(out, 'results.json'), results)
+    results = RunResult(model=cfg['model_name'], dataset=ex.dataset_desc, augment=cfg['augment'],
+                        fidelity=cfg['rsir']['fidelity'] if cfg['augment'] == 'rsir' else None,
+                        seed=cfg['train']['seed'], device=str(ex.device), flavour=host.flavour(), popularity=pop,
+                        rounds=rows, wall_seconds=time.time() - t_all, output=out)
+    write_json(lay.results, results.to_dict())
     return results
+
+
+def augment_round(aug, ex, model, sources, synthetic, k, progress):
+    """Round ``k``'s new rows from augmenter ``aug``: (rows, origin indices into ``sources``, info).
+    Rows of augmenters that do not filter themselves go through the same filter as RSIR's
+    (length >= rsir.min_len, no duplicate of each other or of a training row)."""
+    cfg = ex.cfg
+    ctx = AugmentContext(round=k, sources=sources, real_train=ex.real_train, existing=ex.real_train + synthetic,
+                         num_items=ex.num_items, max_len=int(cfg['rsir']['max_len'] or ex.max_seq_len), config=cfg,
+                         seed=int(cfg['aug']['seed']) + 1000 * k, model=model, device=ex.device,
+                         fiid=ex.pristine.fiid, progress=progress)
+    t0 = time.time()
+    out = check_output(cfg['augment'], aug.augment(ctx), ctx)
+    info = dict(out.info)
+    if not out.filtered:
+        stats = GenStats(sources=len(sources), trajectories=len(out.rows))
+        kept, origin = filter_sequences(out.rows, out.origin, sources, [0] * len(out.rows), ctx.existing,
+                                        int(cfg['rsir']['min_len']), stats)
+        stats.seconds = time.time() - t0
+        info = {**stats.__dict__, **info}
+        info.setdefault('summary', f"round {k} {cfg['augment']}: {len(sources)} sources, {len(out.rows)} rows; kept "
+                                   f"{stats.kept} ({stats.dropped_short} too short, {stats.dropped_duplicate} "
+                                   f"duplicates) [{stats.seconds:.1f}s]")
+        return kept, origin, info
+    return out.rows, out.origin, info
 
 
 # options that may change when a run is continued in the same folder
@@ -222,32 +232,80 @@ def check_output_folder(cfg, out):
                                 'use another --output folder or delete this one')
 
 
-def train_or_load(ex, splits, rdir, k, progress, label=None):
+def train_or_load(ex, splits, rdir, k, progress, label=None, tensorboard=None):
     """Train a new model of ``ex``'s backbone on ``splits`` into ``rdir`` (or load it when
-    ``rdir/metrics.json`` says it is done); returns (model with its best weights, metrics dict)."""
+    ``rdir/metrics.json`` says it is done); returns (model with its best weights, metrics dict).
+    ``tensorboard``: a folder for per-epoch loss and validation metrics (TensorBoard event files)."""
     train, val, test = splits
     metrics_path = os.path.join(rdir, 'metrics.json')
     model = ex.new_model(train)
     if os.path.exists(metrics_path):
         res = read_json(metrics_path)
-        model.load_state_dict(training.load_checkpoint(res['checkpoint'])['model'])
+        model.load_state_dict(training.load_checkpoint(checkpoint_path(rdir, res))['model'])
         return model, res
     label = label or f'round {k}'
+    board = _Board(tensorboard)
 
     def show(rec):
+        board.add(rec)
         if progress:
             v = ' '.join(f'{m}={rec["val_" + m]:.4f}' for m in ('ndcg@20', 'recall@20') if 'val_' + m in rec)
             print(f'  {label} epoch {rec["epoch"]:3d} loss {rec["loss"]:.4f} {v} ({rec["seconds"]:.1f}s)', flush=True)
-    summary = training.fit(model, train, val, ex.cfg['train'], os.path.join(rdir, 'model'), ex.device, show)
+    try:
+        summary = training.fit(model, train, val, ex.cfg['train'], os.path.join(rdir, 'model'), ex.device, show)
+    finally:
+        board.close()
     ebs = ex.cfg['train']['eval_batch_size']
     res = {'round': k, 'model': ex.cfg['model_name'],
            'val': training.evaluate(model, val, ex.num_items, ebs, ex.device),
            'test': training.evaluate(model, test, ex.num_items, ebs, ex.device),
            'train': {kk: v for kk, v in summary.items() if kk != 'history'},
            'history': summary['history'],
-           'checkpoint': summary['checkpoint']}
+           'checkpoint_in_round': os.path.relpath(summary['checkpoint'], rdir)}
     write_json(metrics_path, res)
     return model, res
+
+
+def checkpoint_path(rdir, metrics):
+    """The checkpoint of the ``metrics.json`` dict ``metrics`` found in round folder ``rdir``.
+
+    ``checkpoint_in_round`` is relative to the round folder, so a moved or copied run folder loads its
+    own weights.  Files written by versions before it hold ``checkpoint``: the path as the writing
+    process saw it (absolute, or relative to its working directory), used as it is.
+    """
+    if 'checkpoint_in_round' in metrics:
+        return os.path.normpath(os.path.join(rdir, metrics['checkpoint_in_round']))
+    return metrics['checkpoint']
+
+
+class _Board:
+    """TensorBoard event files for one model's training: ``train/loss`` (and ``train/aux_loss``)
+    and ``val/<metric>`` per epoch.  A no-op when no folder is given or tensorboard is missing."""
+
+    def __init__(self, folder):
+        self.writer = None
+        if folder:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:          # tensorboard is a declared dependency; keep training without it
+                return
+            self.writer = SummaryWriter(folder)
+
+    def add(self, rec):
+        if self.writer is None:
+            return
+        step = rec['epoch']
+        self.writer.add_scalar('train/loss', rec['loss'], step)
+        if 'aux_loss' in rec:
+            self.writer.add_scalar('train/aux_loss', rec['aux_loss'], step)
+        for key, v in rec.items():
+            if key.startswith('val_'):
+                self.writer.add_scalar('val/' + key[4:], v, step)
+        self.writer.flush()
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
 
 
 def check_teacher(cfg):
@@ -296,53 +354,12 @@ class Teacher:
                 raise UserError(f'--rsir.teacher_ckpt {self.ckpt}: not a checkpoint of {self.name} on this dataset '
                                 f'({str(e).splitlines()[0][:200]})')
             return model
-        tdir = os.path.join(self.out, f'round_{j}', 'teacher')
+        lay = RunLayout(self.out)
+        tdir = lay.teacher_dir(j)
         os.makedirs(tdir, exist_ok=True)
-        model, _ = train_or_load(self.ex, (train, val, test), tdir, j, self.progress, label=f'teacher {self.name} round {j}')
+        model, _ = train_or_load(self.ex, (train, val, test), tdir, j, self.progress, label=f'teacher {self.name} round {j}',
+                                 tensorboard=lay.tensorboard(j, '_teacher'))
         return model
-
-
-def generate_round(ex, model, sources, synthetic, gcfg, k, progress):
-    """Round ``k``'s RSIR sequences from ``model`` (best checkpoint of round k-1) and ``sources``.
-    Returns (rows, origin indices into ``sources``, generation summary)."""
-    g = GenConfig(**{**gcfg.__dict__, 'seed': gcfg.seed + 1000 * k})
-    scorer = ModelScorer(model, ex.num_items, ex.max_seq_len, ex.pristine.fiid)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(sources) * g.m, desc=f'round {k} generation', unit='traj', leave=False)
-    draws = predraw(sources, g)
-    trajectories, stats = generate_batched(scorer, sources, g, draws, progress=bar.update if bar else None)
-    if bar:
-        bar.close()
-    kept, origin = filter_sequences(trajectories, [t // g.m for t in range(len(trajectories))], sources,
-                                    draws.prefix.tolist(), ex.real_train + synthetic, g.min_len, stats)
-    info = dict(stats.__dict__)
-    info['acceptance_rate'] = stats.accepted / stats.steps_tried if stats.steps_tried else 0.0
-    info['own_history_share'] = stats.own_history_share()
-    info['config'] = dict(g.__dict__, tau=str(g.tau) if not np.isfinite(g.tau) else g.tau)
-    info['summary'] = f'round {k} ' + stats.summary_line()
-    return kept, origin, info
-
-
-def heuristic_round(ex, sources, synthetic, cfg, k):
-    """Round ``k``'s reordered or inserted copies of ``sources`` (see :mod:`recstudio_rsir.augment`),
-    filtered like RSIR's (length >= rsir.min_len, no duplicate of a training row)."""
-    t0 = time.time()
-    kind = cfg['augment']
-    max_len = int(cfg['rsir']['max_len'] or ex.max_seq_len)
-    rows, origin = augment_rows(kind, sources, ex.real_train, ex.num_items, cfg['aug'], max_len, k)
-    stats = GenStats(sources=len(sources), trajectories=len(rows))
-    kept, kept_origin = filter_sequences(rows, origin, sources, [0] * len(rows), ex.real_train + synthetic,
-                                         int(cfg['rsir']['min_len']), stats)
-    stats.seconds = time.time() - t0
-    info = dict(stats.__dict__)
-    info['own_history_share'] = stats.own_history_share()
-    info['config'] = {'augment': kind, **cfg['aug'], 'seed': int(cfg['aug']['seed']) + 1000 * k}
-    info['summary'] = (f'round {k} {kind}: {len(sources)} sources, {len(rows)} copies; kept {stats.kept} '
-                       f'({stats.dropped_short} too short, {stats.dropped_duplicate} duplicates), mean length '
-                       f'{stats.mean_length:.2f} [{stats.seconds:.1f}s]')
-    return kept, kept_origin, info
 
 
 def format_table(results):

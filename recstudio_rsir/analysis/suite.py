@@ -28,6 +28,7 @@ import numpy as np
 from .. import config as C
 from ..atomic import read_json, write_json, write_text
 from ..errors import UserError
+from ..records import RunLayout
 
 log = logging.getLogger('recstudio_rsir')
 
@@ -93,18 +94,24 @@ def resolve_jobs(common, methods, seeds, out, flags=None, top=None, where='suite
 # ----------------------------------------------------------------------------- running
 
 def share_round0(base_out, run_out):
-    """Point ``run_out``'s round 0 at the base run's trained model (same data/config/seed)."""
-    src = os.path.join(base_out, 'round_0', 'metrics.json')
-    dst = os.path.join(run_out, 'round_0', 'metrics.json')
+    """Point ``run_out``'s round 0 at the base run's trained model (same data/config/seed); the
+    checkpoint path is kept relative, so a suite folder can be moved as a whole."""
+    from ..algorithm.loop import checkpoint_path
+    src_dir, dst_dir = RunLayout(base_out).round_dir(0), RunLayout(run_out).round_dir(0)
+    dst = RunLayout(run_out).metrics(0)
     if not os.path.exists(dst):
-        write_json(dst, read_json(src))
+        res = read_json(RunLayout(base_out).metrics(0))
+        res['checkpoint_in_round'] = os.path.relpath(checkpoint_path(src_dir, res), dst_dir)
+        res.pop('checkpoint', None)
+        write_json(dst, res)
 
 
 def run_jobs(jobs, progress=False):
     """Run (or skip when finished) every job in order; a job with a ``base`` folder takes its
     round 0 from there.  A run being run by another live process (``rsir suite --methods`` in two
     shells) is an error, not a second writer."""
-    from ..algorithm import loop
+    import torch
+    from ..api import SelfImprovingTrainer
     for i, job in enumerate(jobs):
         run_out = job['cfg']['output']
         if os.path.exists(os.path.join(run_out, 'results.json')):
@@ -113,7 +120,9 @@ def run_jobs(jobs, progress=False):
         with run_lock(run_out):
             if job['base']:
                 share_round0(job['base'], run_out)
-            loop.run(copy.deepcopy(job['cfg']), progress=progress)
+            cfg = copy.deepcopy(job['cfg'])
+            torch.set_num_threads(int(cfg['train'].get('num_threads') or os.cpu_count()))
+            SelfImprovingTrainer.from_config(cfg, progress=progress).fit()
 
 
 @contextlib.contextmanager

@@ -26,15 +26,53 @@ def resolve(name):
     return found
 
 
+def register_class(cls):
+    """Register a RecStudio model class passed to the Python API under its class name; its host
+    config is that of its closest ancestor RecStudio knows by name (``base_model_config`` otherwise).
+    Returns the name."""
+    if not isinstance(cls, type) or not hasattr(cls, '_get_dataset_class'):
+        raise UserError(f'model={cls!r}: expected a model name or a RecStudio model class (BaseRetriever subclass)')
+    name = cls.__name__
+    known = _REGISTRY.get(name.lower())
+    if known is not None and getattr(known[1], 'model_class', None) not in (None, cls):
+        raise UserError(f'model={name}: another class of that name is registered; rename your class')
+
+    def factory():
+        for base in cls.__mro__:
+            found = host.host_model_class(base.__name__) if base.__name__ != 'BaseRetriever' else None
+            if found is not None:
+                return cls, found[1]
+        return cls, host.base_model_config()
+    factory.model_class = cls
+    register(name, factory)
+    return name
+
+
+def model_option_names(name):
+    """Options a backbone accepts (its RecStudio config's model keys and the plugin YAML's)."""
+    from .. import config as C
+    _, conf = resolve(name)
+    return set(host.model_option_keys(conf)) | {'embed_dim'} | set(C.model_yaml(name).get('model', {}))
+
+
+def check_model_options(cfg):
+    """Backbone options must exist in the backbone's config (typos get a one-line error)."""
+    known = model_option_names(cfg['model_name'])
+    bad = [k for k in cfg['model'] if k not in known]
+    if bad:
+        raise UserError(f'--{bad[0]}: unknown option for {cfg["model_name"]}; backbone options: '
+                        f'{", ".join(sorted(known))}; plugin options: see --help')
+
+
 def _hstu():
     from .hstu import HSTU
     return HSTU, host.base_model_config()
 
 
 def _cl4srec():
-    found = host.host_model_class('CL4SRec')       # the GitHub source has its own: use it
-    if found is not None:
-        return found
+    # Always the plugin's class, on both flavours: the GitHub source's own CL4SRec knows none of the
+    # plugin's options (cl_similarity, cl_temperature, cl_pooling, crop/mask/reorder) and would ignore
+    # them silently.  One class means the same model and the same defaults wherever it runs.
     from .cl4srec import CL4SRec
     return CL4SRec, host.base_model_config()
 

@@ -1,6 +1,7 @@
-"""CL4SRec (Xie et al. 2022, "Contrastive learning for sequential recommendation") for RecStudio
-installs that lack it (the PyPI release 0.0.2a1; the GitHub source has its own, which the registry
-prefers).
+"""CL4SRec (Xie et al. 2022, "Contrastive learning for sequential recommendation"), the plugin's own
+class, used on both RecStudio flavours: the PyPI release 0.0.2a1 has none, and the GitHub source's
+class knows none of the options below (it would ignore them silently), so ``-m CL4SRec`` always
+means this class.
 
 A SASRec (RecStudio's own encoder) trained on one row per user, plus a contrastive term: two
 augmented views of every sequence in the batch, each made by one augmentation drawn uniformly

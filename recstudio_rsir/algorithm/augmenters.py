@@ -1,0 +1,205 @@
+"""Augmenters: what adds training rows in a round.  RSIR, Reordering and Insertion implement the same
+small interface, and a user can register one of their own by name::
+
+    from recstudio_rsir import Augmenter, AugmentOutput, register_augmenter
+
+    class Repeat(Augmenter):
+        name = 'repeat'
+        uses_model = False
+        def augment(self, ctx):
+            rows = [s + s[-1:] for s in ctx.sources]           # any list of item-id lists
+            return AugmentOutput(rows=rows, origin=list(range(len(rows))))
+
+    register_augmenter(Repeat)          # then augment='repeat' in Python, YAML or --augment repeat
+
+Contract of :meth:`Augmenter.augment`: given the round's :class:`AugmentContext` (the model trained
+in the previous round, the source rows, the training rows so far), return new rows of item ids in
+``1 .. num_items - 1`` and, per row, the index of the source row it came from.  The loop then treats
+every augmenter alike: rows shorter than ``rsir.min_len`` and duplicates (of each other and of the
+training rows) are dropped, the rest become training-only rows, and the same statistics,
+diagnostics and report are written.  Randomness should come from ``ctx.seed`` so that a resumed or
+repeated run gives the same rows.
+
+From the command line, a module that registers augmenters is imported with ``--plugins MODULE``
+(or ``plugins: [MODULE]`` in a config file).
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from ..errors import UserError
+
+
+@dataclass
+class AugmentContext:
+    """What an augmenter sees in round ``round`` (>= 1).
+
+    sources:     the rows to augment: the real training rows, then (``rsir.generate_from: all``)
+                 every synthetic row of earlier rounds.
+    real_train:  the real training rows (each user's items without validation and test items).
+    existing:    every training row so far (real + synthetic); the loop drops duplicates of these.
+    model:       the generating model (round ``round - 1``'s best checkpoint, or the teacher's), or
+                 None when the augmenter says ``uses_model = False``.
+    config:      the resolved run configuration (groups ``rsir``, ``aug``, ...).
+    seed:        a seed for this round (``aug.seed + 1000 * round``).
+    """
+    round: int
+    sources: List[List[int]]
+    real_train: List[List[int]]
+    existing: List[List[int]]
+    num_items: int
+    max_len: int
+    config: Dict[str, Any]
+    seed: int
+    model: Any = None
+    device: Any = None
+    fiid: str = 'item_id'
+    progress: bool = False
+
+
+@dataclass
+class AugmentOutput:
+    """New rows (item-id lists), the source index of each, and a JSON-able summary (``info``;
+    an optional ``info['summary']`` line is printed)."""
+    rows: List[List[int]]
+    origin: List[int]
+    info: Dict[str, Any] = field(default_factory=dict)
+    filtered: bool = False        # True when the augmenter already applied the loop's filter
+
+
+class Augmenter:
+    """Base class of augmenters (see the module docstring for the contract)."""
+    name: str = ''
+    uses_model: bool = True       # False: no model is passed (and no teacher is trained for it)
+
+    def augment(self, ctx: AugmentContext) -> AugmentOutput:   # pragma: no cover - interface
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- registry
+
+_REGISTRY: Dict[str, Any] = {}
+
+
+def register_augmenter(augmenter, name: Optional[str] = None, overwrite: bool = False):
+    """Register an :class:`Augmenter` subclass, instance or zero-argument factory under ``name``
+    (default: its ``name`` attribute).  Returns the name."""
+    name = name or getattr(augmenter, 'name', None)
+    if not name or not isinstance(name, str):
+        raise UserError('register_augmenter: give a name (or an Augmenter with a `name` attribute)')
+    if name in ('none',) or (name in _REGISTRY and not overwrite and _REGISTRY[name] is not augmenter):
+        raise UserError(f'register_augmenter: {name!r} is taken; accepted: a new name, or overwrite=True')
+    _REGISTRY[name] = augmenter
+    return name
+
+
+def augmenter_names() -> List[str]:
+    return list(_REGISTRY)
+
+
+def get_augmenter(name: str) -> Augmenter:
+    """A fresh augmenter for ``name``; one-line error listing the registered names."""
+    if name not in _REGISTRY:
+        raise UserError(f'--augment {name}: unknown augmenter; accepted: none, {", ".join(_REGISTRY)} '
+                        '(register your own with recstudio_rsir.register_augmenter, or load a module with --plugins)')
+    a = _REGISTRY[name]
+    if isinstance(a, Augmenter):
+        return a
+    obj = a()
+    if not isinstance(obj, Augmenter) and not hasattr(obj, 'augment'):
+        raise UserError(f'augmenter {name!r}: its factory returned {type(obj).__name__}, not an Augmenter')
+    return obj
+
+
+def import_plugins(modules):
+    """Import modules that register augmenters or models (``--plugins a.b,c``)."""
+    for m in modules or ():
+        try:
+            importlib.import_module(m)
+        except ImportError as e:
+            raise UserError(f'--plugins {m}: cannot import it ({e}); accepted: an importable module name') from None
+
+
+def check_output(name: str, out: AugmentOutput, ctx: AugmentContext) -> AugmentOutput:
+    """One-line errors for an augmenter that broke the contract."""
+    if not isinstance(out, AugmentOutput):
+        raise UserError(f'augmenter {name!r}: augment() returned {type(out).__name__}, expected AugmentOutput')
+    if len(out.rows) != len(out.origin):
+        raise UserError(f'augmenter {name!r}: {len(out.rows)} rows but {len(out.origin)} origins')
+    for i, (row, o) in enumerate(zip(out.rows, out.origin)):
+        if not (0 <= int(o) < len(ctx.sources)):
+            raise UserError(f'augmenter {name!r}: row {i} has origin {o}, outside 0..{len(ctx.sources) - 1}')
+        if any(not (1 <= int(x) < ctx.num_items) for x in row):
+            raise UserError(f'augmenter {name!r}: row {i} holds an item id outside 1..{ctx.num_items - 1}')
+    out.rows = [[int(x) for x in r] for r in out.rows]
+    out.origin = [int(o) for o in out.origin]
+    return out
+
+
+# ----------------------------------------------------------------------------- built-ins
+
+class RSIRAugmenter(Augmenter):
+    """The paper's generator: ``rsir.m`` trajectories per source, hybrid pool, fidelity control
+    (see :mod:`recstudio_rsir.algorithm.generation` and ``rsir-spec.md``)."""
+    name = 'rsir'
+    uses_model = True
+
+    def augment(self, ctx: AugmentContext) -> AugmentOutput:
+        import numpy as np
+        from .. import config as C
+        from .generation import GenConfig, ModelScorer, filter_sequences, generate_batched, predraw
+        max_seq_len = int(ctx.config['data']['max_seq_len'])
+        gcfg = GenConfig.from_rsir(ctx.config['rsir'], max_seq_len, C.tau_value(ctx.config['rsir']))
+        g = GenConfig(**{**gcfg.__dict__, 'seed': gcfg.seed + 1000 * ctx.round})
+        scorer = ModelScorer(ctx.model, ctx.num_items, max_seq_len, ctx.fiid)
+        bar = None
+        if ctx.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(ctx.sources) * g.m, desc=f'round {ctx.round} generation', unit='traj', leave=False)
+        draws = predraw(ctx.sources, g)
+        trajectories, stats = generate_batched(scorer, ctx.sources, g, draws, progress=bar.update if bar else None)
+        if bar:
+            bar.close()
+        kept, origin = filter_sequences(trajectories, [t // g.m for t in range(len(trajectories))], ctx.sources,
+                                        draws.prefix.tolist(), ctx.existing, g.min_len, stats)
+        info = dict(stats.__dict__)
+        info['acceptance_rate'] = stats.accepted / stats.steps_tried if stats.steps_tried else 0.0
+        info['own_history_share'] = stats.own_history_share()
+        info['config'] = dict(g.__dict__, tau=str(g.tau) if not np.isfinite(g.tau) else g.tau)
+        info['summary'] = f'round {ctx.round} ' + stats.summary_line()
+        return AugmentOutput(kept, origin, info, filtered=True)
+
+
+class HeuristicAugmenter(Augmenter):
+    """Reordering or Insertion copies of every source row (:mod:`.heuristics`)."""
+    uses_model = False
+
+    def __init__(self, kind: str):
+        self.kind = self.name = kind
+
+    def augment(self, ctx: AugmentContext) -> AugmentOutput:
+        from .generation import GenStats, filter_sequences
+        from .heuristics import augment_rows
+        t0 = time.time()
+        cfg = ctx.config
+        rows, origin = augment_rows(self.kind, ctx.sources, ctx.real_train, ctx.num_items, cfg['aug'], ctx.max_len,
+                                    ctx.round)
+        stats = GenStats(sources=len(ctx.sources), trajectories=len(rows))
+        kept, kept_origin = filter_sequences(rows, origin, ctx.sources, [0] * len(rows), ctx.existing,
+                                             int(cfg['rsir']['min_len']), stats)
+        stats.seconds = time.time() - t0
+        info = dict(stats.__dict__)
+        info['own_history_share'] = stats.own_history_share()
+        info['config'] = {'augment': self.kind, **cfg['aug'], 'seed': ctx.seed}
+        info['summary'] = (f'round {ctx.round} {self.kind}: {len(ctx.sources)} sources, {len(rows)} copies; kept '
+                           f'{stats.kept} ({stats.dropped_short} too short, {stats.dropped_duplicate} duplicates), '
+                           f'mean length {stats.mean_length:.2f} [{stats.seconds:.1f}s]')
+        return AugmentOutput(kept, kept_origin, info, filtered=True)
+
+
+register_augmenter(RSIRAugmenter)
+register_augmenter(lambda: HeuristicAugmenter('reorder'), 'reorder')
+register_augmenter(lambda: HeuristicAugmenter('insert'), 'insert')
