@@ -207,8 +207,9 @@ def stats_main(argv):
 
 
 def _setup_logging():
-    """The plugin's own messages at INFO on stderr; the root logger is left alone, so libraries that
-    log at INFO on import (faiss, imported by the GitHub RecStudio) print nothing."""
+    """The plugin's own messages at INFO on stderr; the root logger is left alone (no handler, level
+    WARNING), so libraries that log at INFO on import (faiss, imported by the GitHub RecStudio) print
+    nothing."""
     log = logging.getLogger('recstudio_rsir')
     if not any(getattr(h, '_rsir', False) for h in log.handlers):
         h = logging.StreamHandler()
@@ -216,7 +217,6 @@ def _setup_logging():
         h._rsir = True
         log.addHandler(h)
     log.setLevel(logging.INFO)
-    log.propagate = False
     logging.getLogger('recstudio').setLevel(logging.ERROR)
 
 

@@ -152,3 +152,38 @@ def test_output_folder_from_before_an_option_existed_still_resumes(tmp_path):
     cfg['aug']['copies'] = 2
     with pytest.raises(Exception, match='aug.copies = 1, not 2'):
         loop.check_output_folder(cfg, str(tmp_path))
+
+
+def test_moved_folder_and_previous_versions_folder_resume(small_file, tmp_path):
+    """A run folder resumes after a move (checkpoints are relative), and a folder written by the
+    previous version (absolute/cwd-relative `checkpoint`, no `plugins` key) still resumes."""
+    import shutil
+    import yaml
+    out = tmp_path / 'orig'
+    args = ('--augment', 'rsir', '--rsir.rounds', '1')
+    r = subprocess.run(_cmd(small_file, out, *args), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ref = json.load(open(out / 'results.json'))['rounds']
+    moved = tmp_path / 'moved'
+    shutil.move(str(out), str(moved))
+    os.remove(moved / 'results.json')
+    stamps = {k: os.stat(moved / f'round_{k}' / 'model' / 'train_state.pt').st_mtime_ns for k in (0, 1)}
+    r = subprocess.run(_cmd(small_file, moved, *args), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert stamps == {k: os.stat(moved / f'round_{k}' / 'model' / 'train_state.pt').st_mtime_ns for k in (0, 1)}
+    assert [x['ndcg@10'] for x in json.load(open(moved / 'results.json'))['rounds']] == [x['ndcg@10'] for x in ref]
+    # the previous version's format
+    for k in (0, 1):
+        p = moved / f'round_{k}' / 'metrics.json'
+        m = json.load(open(p))
+        m['checkpoint'] = str(moved / f'round_{k}' / m.pop('checkpoint_in_round'))
+        json.dump(m, open(p, 'w'))
+    cfg = yaml.safe_load(open(moved / 'config.yaml'))
+    cfg.pop('plugins')
+    yaml.safe_dump(cfg, open(moved / 'config.yaml', 'w'))
+    os.remove(moved / 'results.json')
+    r = subprocess.run(_cmd(small_file, moved, *args, '--rsir.rounds', '2'), cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rounds = json.load(open(moved / 'results.json'))['rounds']
+    assert [x['ndcg@10'] for x in rounds[:2]] == [x['ndcg@10'] for x in ref] and len(rounds) == 3

@@ -230,13 +230,15 @@ def test_registry_plugin_first_then_host():
 
 
 def test_source_flavour_paths(monkeypatch):
-    """GitHub-source flavour: its own CL4SRec class wins, its contrastive term is used in the user
-    regime (weighted by the nested model.cl_weight), plugin models read nested configs."""
+    """GitHub-source flavour: -m CL4SRec is still the plugin's class (the host's would ignore the
+    plugin's options), a host model's own contrastive term is used in the user regime (weighted by
+    the nested model.cl_weight), plugin models read nested configs."""
     class HostCL4SRec:
         pass
     monkeypatch.setattr(host, 'host_model_class', lambda name: (HostCL4SRec, {'model': {}, 'train': {}})
                         if name == 'CL4SRec' else None)
-    assert models.resolve('CL4SRec')[0] is HostCL4SRec
+    from recstudio_rsir.models.cl4srec import CL4SRec
+    assert models.resolve('CL4SRec')[0] is CL4SRec
 
     class FakeAug:
         def __call__(self, batch, encoder):
