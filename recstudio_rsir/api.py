@@ -136,12 +136,31 @@ class SelfImprovingTrainer:
     def fit(self) -> RunResult:
         """Run every round (finished rounds in the folder are loaded, an interrupted one resumes) and
         return the :class:`RunResult` (also in ``results.json``)."""
+        import shutil
         from .algorithm import loop
+        from .atomic import remove_stale_temporaries, run_lock
         threads = self.config['train'].get('num_threads')
         if threads:
             torch.set_num_threads(int(threads))
-        self.result = loop.run(self.config, progress=self.progress, callbacks=self.callbacks,
-                               experiment=self.experiment)
+        root = self.layout.root
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise UserError(f'--output {root}: is a file; accepted: a folder (new, or one this command wrote)')
+        fresh, loaded = not os.path.exists(root), False
+        try:
+            with run_lock(root):
+                remove_stale_temporaries(root)
+                ex = self.experiment              # reads and checks the data
+                loaded = True
+                self.result = loop.run(self.config, progress=self.progress, callbacks=self.callbacks,
+                                       experiment=ex)
+        except PermissionError as e:
+            raise UserError(f'--output {root}: cannot write there ({e.strerror}); accepted: a writable folder') \
+                from None
+        except UserError:
+            if fresh and not loaded:              # a failed start leaves nothing to block the fixed command
+                self._experiment = None
+                shutil.rmtree(root, ignore_errors=True)
+            raise
         for r in self.result.rounds:
             r._loader = self.round_model
         return self.result

@@ -1,6 +1,7 @@
 """Write-then-rename helpers: no output file is ever left half-written."""
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 
@@ -37,8 +38,72 @@ def write_text(path, text):
 
 
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    """A JSON file the plugin wrote; a damaged one is a one-line UserError naming it."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        from .errors import UserError
+        raise UserError(f'{path}: damaged ({str(e).splitlines()[0][:120]}); delete it (or its round folder) and '
+                        're-run the command to write it again') from None
+
+
+TMP_NAME = re.compile(r'^\..+\.[A-Za-z0-9_]{4,}\.tmp$')
+
+
+def remove_stale_temporaries(folder):
+    """Delete the temporary files (``.<name>.<random>.tmp``) that writes interrupted by a kill left
+    in ``folder`` and below; returns how many.  Call it only while holding the folder's lock."""
+    n = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            if TMP_NAME.match(f):
+                os.remove(os.path.join(root, f))
+                n += 1
+    return n
+
+
+@contextmanager
+def run_lock(run_out):
+    """Hold ``run_out/.lock`` (the owner's pid) while a run is written: a second process that
+    reaches the folder gets a one-line error instead of writing beside it.  A lock left by a process
+    that is gone is taken over; the same process may enter again (a suite runs a trainer)."""
+    from .errors import UserError
+    os.makedirs(run_out, exist_ok=True)
+    path = os.path.join(run_out, '.lock')
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid == os.getpid():
+                yield                    # re-entered by the holder
+                return
+            if pid and _alive(pid):
+                raise UserError(f'{run_out} is being written by process {pid}; wait for it to finish (or stop it), '
+                                'or use another --output (suites: other --methods / --seeds)') from None
+            os.remove(path)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield
+    finally:
+        os.remove(path)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # another user's live process
+        return True
+    return True
 
 
 def _jsonable(x):

@@ -335,17 +335,26 @@ def named_dataset_file(name, cache_dir):
     return path, conf.get('inter_feat_field')
 
 
-def load_dataset(dataset_cls, name, config, cache_dir):
-    """Load a dataset without building splits. ``cache_dir`` replaces RecStudio's './.recstudio/'."""
+def load_dataset(dataset_cls, name, config, cache_dir=None):
+    """Load a dataset without building splits.
+
+    RecStudio first looks for a pickled cache under its cache folder and unpickles it when present;
+    a shared run folder could carry a crafted one.  So the lookup is pointed at a fresh empty
+    temporary folder (removed afterwards) and ``save_cache`` is off: no cache is ever read or written.
+    ``cache_dir`` is accepted for compatibility and not used.
+    """
     apply_shims()
+    import shutil
+    import tempfile
     import recstudio.utils.utils as uu
-    # RecStudio looks for '<cache>/<name>/<file>' first; keep that lookup inside our own folder.
     old = uu.check_valid_dataset.__defaults__
-    uu.check_valid_dataset.__defaults__ = (os.path.join(cache_dir, '.recstudio'),)
+    empty = tempfile.mkdtemp(prefix='rsir-nocache-')
+    uu.check_valid_dataset.__defaults__ = (empty,)
     try:
-        return dataset_cls(name=name, config=config)
+        return dataset_cls(name=name, config=dict(config, save_cache=False))
     finally:
         uu.check_valid_dataset.__defaults__ = old
+        shutil.rmtree(empty, ignore_errors=True)
 
 
 def training_only_class(base_cls):

@@ -54,10 +54,18 @@ def save_sequences(path, seqs, origin):
 
 
 def load_sequences(path):
-    """(rows, origins) of a ``synthetic.npz``."""
-    z = np.load(path)
-    items, offsets = z['items'], z['offsets']
-    origin = z['origin'].tolist() if 'origin' in z.files else None      # older runs kept no origins
+    """(rows, origins) of a ``synthetic.npz`` (never unpickled: ``allow_pickle=False``); a damaged
+    file is a one-line UserError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            items, offsets = z['items'], z['offsets']
+            origin = z['origin'].tolist() if 'origin' in z.files else None      # older runs kept no origins
+        if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(items) or \
+                (np.diff(offsets) < 0).any() or (origin is not None and len(origin) != len(offsets) - 1):
+            raise ValueError('offsets do not match the items')
+    except Exception as e:                                  # noqa: BLE001 - zip, npy and shape errors alike
+        raise UserError(f'{path}: damaged ({str(e).splitlines()[0][:100] if str(e) else type(e).__name__}); delete '
+                        'this round\'s folder and re-run the command to generate it again') from None
     return [items[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])], origin
 
 
@@ -117,9 +125,9 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
     check_output_folder(cfg, out)
     aug = get_augmenter(cfg['augment']) if cfg['augment'] != 'none' else None
     os.makedirs(out, exist_ok=True)
-    write_text(lay.config, C.dump(cfg))
     t_all = time.time()
-    ex = experiment or Experiment(cfg, out)
+    ex = experiment or Experiment(cfg, out)          # reads and checks the data first
+    write_text(lay.config, C.dump(cfg))              # then the config that later runs are checked against
     rounds = int(cfg['rsir']['rounds']) if aug is not None else 0
     log.info('dataset: %s (%d users, %d items); model %s; %s; device %s', ex.dataset_desc, len(ex.real_train),
              ex.num_items - 1, cfg['model_name'],
@@ -311,9 +319,14 @@ class _Board:
 def check_teacher(cfg):
     """One-line errors for a teacher backbone that does not exist or a checkpoint that is missing."""
     r = cfg['rsir']
-    if r.get('teacher_ckpt') and not os.path.isfile(r['teacher_ckpt']):
-        raise UserError(f"--rsir.teacher_ckpt {r['teacher_ckpt']}: no such file (expected a model/best.pt of an "
-                        'earlier run)')
+    if r.get('teacher_ckpt'):
+        if not os.path.isfile(r['teacher_ckpt']):
+            raise UserError(f"--rsir.teacher_ckpt {r['teacher_ckpt']}: no such file (expected a model/best.pt of an "
+                            'earlier run)')
+        state = training.load_checkpoint(r['teacher_ckpt'])         # weights only: refused before anything runs
+        if not isinstance(state, dict) or not isinstance(state.get('model'), dict):
+            raise UserError(f"--rsir.teacher_ckpt {r['teacher_ckpt']}: not a model/best.pt of this plugin (no "
+                            '`model` weights)')
     if r.get('teacher'):
         try:
             models.resolve(r['teacher'])

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import host
+from ..errors import UserError
 from ..atomic import atomic_path
 
 log = logging.getLogger('recstudio_rsir')
@@ -155,14 +156,20 @@ def user_regime_loss(model, batch, fiid, num_items, num_negatives, gen):
 # ----------------------------------------------------------------------------- the loop
 
 def _rng_state(gen):
-    return {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate(),
+    """Every RNG state in types ``torch.load(weights_only=True)`` accepts (tensors, tuples, ints)."""
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    return {'torch': torch.get_rng_state(),
+            'numpy': (kind, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+            'python': random.getstate(),
             'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             'negatives': gen.get_state()}
 
 
 def _set_rng_state(state, gen):
     torch.set_rng_state(state['torch'])
-    np.random.set_state(state['numpy'])
+    kind, key, pos, has_gauss, cached = state['numpy']
+    key = key.numpy() if torch.is_tensor(key) else np.asarray(key)      # older files hold the numpy array
+    np.random.set_state((kind, key.astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state['python'])
     if state.get('cuda') is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
@@ -174,8 +181,30 @@ def _save(obj, path):
         torch.save(obj, tmp)
 
 
+def _legacy_numpy_globals():
+    """What resume states written before 0.2 need besides tensors: numpy's array reconstruction
+    (the numpy RNG key), allow-listed by name.  Nothing else can be unpickled."""
+    import numpy.core.multiarray as ma
+    out = [ma._reconstruct, np.ndarray, np.dtype]
+    out += [t for t in (getattr(np.dtypes, 'UInt32DType', None),) if t is not None] if hasattr(np, 'dtypes') else []
+    return out
+
+
 def load_checkpoint(path, map_location='cpu'):
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """Load a checkpoint or resume state with ``weights_only=True``: a file that would run code
+    (or is damaged, or is no checkpoint) is a one-line :class:`UserError` naming it; nothing in it
+    is executed."""
+    if not os.path.isfile(path):
+        raise UserError(f'{path}: checkpoint missing; delete this round\'s folder (or the run folder) and re-run '
+                        'the command to train it again')
+    try:
+        with torch.serialization.safe_globals(_legacy_numpy_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:                                     # noqa: BLE001 - any failure is the file's
+        msg = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        first = next((ln for ln in msg if 'Unsupported global' in ln), msg[0])[:160]
+        raise UserError(f'{path}: not a loadable checkpoint (refused or damaged: {first}); delete it and re-run '
+                        'the command, or pass a checkpoint written by this plugin') from None
 
 
 def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None):

@@ -15,7 +15,6 @@ deterministic for a seed on one device), so it is trained once per seed and each
 ``augment``, ``rsir.*`` and ``aug.*``.  Finished runs (their ``results.json`` exists) are not re-run;
 an interrupted one resumes where it stopped.
 """
-import contextlib
 import copy
 import itertools
 import logging
@@ -26,7 +25,7 @@ import time
 import numpy as np
 
 from .. import config as C
-from ..atomic import read_json, write_json, write_text
+from ..atomic import read_json, run_lock, write_json, write_text
 from ..errors import UserError
 from ..records import RunLayout
 
@@ -123,44 +122,6 @@ def run_jobs(jobs, progress=False):
             cfg = copy.deepcopy(job['cfg'])
             torch.set_num_threads(int(cfg['train'].get('num_threads') or os.cpu_count()))
             SelfImprovingTrainer.from_config(cfg, progress=progress).fit()
-
-
-@contextlib.contextmanager
-def run_lock(run_out):
-    """Hold ``run_out/.lock`` (the owner's pid) while a run is written; a lock left by a process
-    that is gone is taken over."""
-    os.makedirs(run_out, exist_ok=True)
-    path = os.path.join(run_out, '.lock')
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    pid = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise UserError(f'{run_out} is being run by process {pid}; wait for it, or give this command other '
-                                '--methods') from None
-            os.remove(path)
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    try:
-        yield
-    finally:
-        os.remove(path)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_summary(out):
