@@ -62,6 +62,9 @@ DEFAULTS = {
         'seed_prefix': 'first',   # first | random (random prefix length j in [1, len-1])
         'keep_failed_step': False,
         'generate_from': 'all',   # all | real
+        'target_items': 'row',    # row | history: own pool and fidelity targets from the whole source row, or
+                                  # from the row without its last item (what the authors' code feeds)
+        'dedup': 'all',           # all (against each other and the training rows) | generated (each other only)
         'batch_size': 1024,       # source trajectories per generation batch
         'memory_mb': 512,         # budget for [batch, items] score tensors; the item dim is chunked
         'seed': 0,
@@ -85,6 +88,8 @@ CHOICES = {
     ('rsir', 'decoding'): ('greedy', 'sample'),
     ('rsir', 'seed_prefix'): ('first', 'random'),
     ('rsir', 'generate_from'): ('all', 'real'),
+    ('rsir', 'target_items'): ('row', 'history'),
+    ('rsir', 'dedup'): ('all', 'generated'),
 }
 TOP_LEVEL = ('model_name', 'dataset', 'augment', 'output', 'plugins')
 GROUPS = ('data', 'model', 'train', 'rsir', 'aug')

@@ -132,3 +132,33 @@ def test_generator_never_sees_validation_or_test_items(small_file, tmp_path):
     model2.load_state_dict(sd)
     out2 = G.generate_batched(G.ModelScorer(model2, ex2.num_items, 50), ex2.real_train, cfg)[0]
     assert [[tok1[i] for i in s] for s in out1] == [[tok2[i] for i in s] for s in out2]
+
+
+def test_target_items_history_and_dedup_generated(small_file, tmp_path):
+    """rsir.target_items: history generates from each row without its last item (with p = 1 and no
+    fidelity every generated item is one of them); rsir.dedup: generated keeps rows that equal a
+    training row, and drops nothing else."""
+    import json
+    from conftest import tiny_cfg
+    from recstudio_rsir.algorithm import loop
+    from recstudio_rsir.records import RunLayout
+    runs = {}
+    for name, over in {'hist': {'rsir.target_items': 'history', 'rsir.p': 1.0, 'rsir.fidelity': 'off'},
+                       'all': {'rsir.p': 1.0, 'rsir.fidelity': 'off', 'rsir.m': 1},
+                       'gen': {'rsir.p': 1.0, 'rsir.fidelity': 'off', 'rsir.m': 1, 'rsir.dedup': 'generated'}}.items():
+        cfg = tiny_cfg(small_file, tmp_path / name, **{'rsir.rounds': 1, 'epochs': 1}, **over)
+        cfg['augment'] = 'rsir'
+        loop.run(cfg, progress=False)
+        lay = RunLayout(str(tmp_path / name))
+        runs[name] = loop.load_sequences(lay.synthetic(1)), json.load(open(lay.generation(1)))
+    ex = loop.Experiment(tiny_cfg(small_file, tmp_path / 'x'), str(tmp_path / 'x'))
+    train = ex.real_train
+    (rows, origin), _ = runs['hist']
+    assert rows
+    assert all(set(row) <= set(train[o][:-1]) for row, o in zip(rows, origin))
+    (rows_all, _), g_all = runs['all']
+    (rows_gen, _), g_gen = runs['gen']
+    train_set = {tuple(r) for r in train}
+    assert {tuple(r) for r in rows_gen} - train_set == {tuple(r) for r in rows_all}
+    assert len(rows_gen) - len(rows_all) == len({tuple(r) for r in rows_gen} & train_set) > 0
+    assert g_gen['dropped_duplicate'] < g_all['dropped_duplicate']

@@ -159,12 +159,17 @@ class RSIRAugmenter(Augmenter):
         if ctx.progress:
             from tqdm import tqdm
             bar = tqdm(total=len(ctx.sources) * g.m, desc=f'round {ctx.round} generation', unit='traj', leave=False)
-        draws = predraw(ctx.sources, g)
-        trajectories, stats = generate_batched(scorer, ctx.sources, g, draws, progress=bar.update if bar else None)
+        r = ctx.config['rsir']
+        # rsir.target_items: history = each row without its last item (pool, targets and seed come from it)
+        gen_sources = [s[:-1] if len(s) > 1 else s for s in ctx.sources] if r.get('target_items') == 'history' \
+            else ctx.sources
+        draws = predraw(gen_sources, g)
+        trajectories, stats = generate_batched(scorer, gen_sources, g, draws, progress=bar.update if bar else None)
         if bar:
             bar.close()
-        kept, origin = filter_sequences(trajectories, [t // g.m for t in range(len(trajectories))], ctx.sources,
-                                        draws.prefix.tolist(), ctx.existing, g.min_len, stats)
+        existing = ctx.existing if r.get('dedup', 'all') == 'all' else []
+        kept, origin = filter_sequences(trajectories, [t // g.m for t in range(len(trajectories))], gen_sources,
+                                        draws.prefix.tolist(), existing, g.min_len, stats)
         info = dict(stats.__dict__)
         info['acceptance_rate'] = stats.accepted / stats.steps_tried if stats.steps_tried else 0.0
         info['own_history_share'] = stats.own_history_share()
