@@ -168,3 +168,12 @@ def test_one_writer_per_plain_run_folder(tmp_path, small_file):
     assert r.returncode == 0, r.stderr[-2000:]
     left = [f for _, _, fs in os.walk(out) for f in fs if f.endswith('.tmp') or f == '.lock']
     assert left == []
+
+
+def test_report_on_a_damaged_results_file_is_one_line(finished, tmp_path):
+    _, ref = finished
+    out = _copy(ref, tmp_path / 'run')
+    (out / 'results.json').write_text('{"rounds": [{"round": 0}]}')
+    r = subprocess.run([sys.executable, '-m', 'recstudio_rsir.cli', 'report', str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    _one_line_error(r, 'results.json', 'damaged')

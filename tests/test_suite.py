@@ -67,6 +67,16 @@ def test_suite_runs_methods_and_seeds_and_shares_round0(small_file, tmp_path):
     r = subprocess.run(RSIR + ['suite', str(path), '--output', str(out), '--quiet'], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0 and os.path.getmtime(out / 'rsir' / 'seed1' / 'results.json') == mtime
+    # the small result files alone (benchmarks/keep_results.py) re-summarise to the same table
+    kept = tmp_path / 'kept'
+    r = subprocess.run([sys.executable, 'benchmarks/keep_results.py', str(out), str(kept)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    files = [os.path.join(d, f) for d, _, fs in os.walk(kept) for f in fs]
+    assert files and not [f for f in files if f.endswith(('.pt', '.npz', '.inter'))]
+    r = subprocess.run(RSIR + ['report', str(kept)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.load(open(kept / 'summary.json'))['rows'] == summ['rows']
 
 
 def test_suite_methods_option_runs_a_subset(small_file, tmp_path):

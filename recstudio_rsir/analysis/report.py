@@ -15,13 +15,14 @@ import numpy as np
 from . import suite as S
 from ..atomic import atomic_path, read_json, write_text
 from ..errors import UserError
+from ..records import RunLayout, RunResult
 
 METRICS = S.METRICS
 
 
 def _single_run_summary(folder):
     """A run folder as a one-method summary: its round 0 is the base row."""
-    res = read_json(os.path.join(folder, 'results.json'))
+    res = RunResult.load(RunLayout(folder).results).to_dict()      # a damaged file: one line
     name = res['augment'] if res['augment'] != 'rsir' or res.get('fidelity') != 'off' else 'rsir_fidelity_off'
     runs = {'base': {res['seed']: res}}
     if res['augment'] != 'none':

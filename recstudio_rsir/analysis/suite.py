@@ -27,7 +27,7 @@ import numpy as np
 from .. import config as C
 from ..atomic import read_json, run_lock, write_json, write_text
 from ..errors import UserError
-from ..records import RunLayout
+from ..records import RunLayout, RunResult
 
 log = logging.getLogger('recstudio_rsir')
 
@@ -269,7 +269,7 @@ def _runs(out, meta):
         for s in meta['seeds']:
             p = os.path.join(out, n, f'seed{s}', 'results.json')
             if os.path.exists(p):
-                runs.setdefault(n, {})[s] = read_json(p)
+                runs.setdefault(n, {})[s] = RunResult.load(p).to_dict()     # checked: a damaged file is one line
     return runs
 
 
