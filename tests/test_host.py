@@ -19,20 +19,33 @@ NESTED = {
 
 
 def test_flavour_is_detected_by_feature():
+    host.apply_shims()
     import recstudio.data.dataset as ds
     expected = 'source' if hasattr(ds, 'TripletDataset') else 'pypi'
     assert host.flavour() == expected
 
 
+FLAT = {'embed_dim': 64, 'hidden_size': 128, 'layer_num': 2, 'head_num': 2, 'dropout_rate': 0.5,
+        'learning_rate': 0.001, 'batch_size': 1024, 'epochs': 1000, 'gpu': [0], 'seed': 2022,
+        'num_threads': 10, 'early_stop_patience': 10, 'max_seq_len': 20}
+
+
 def test_merge_host_config_flat():
-    _, flat = host.host_model_class('SASRec')
-    conf = host.merge_host_config(flat, {'layer_num': 1}, {'batch_size': 64, 'seed': 7, 'patience': 3,
+    """The PyPI flavour's flat shape (a fixed dict, so the test means the same on both flavours)."""
+    conf = host.merge_host_config(FLAT, {'layer_num': 1}, {'batch_size': 64, 'seed': 7, 'patience': 3,
                                                            'regime': 'user'}, 30)
     assert conf['layer_num'] == 1 and conf['batch_size'] == 64 and conf['seed'] == 7
     assert conf['early_stop_patience'] == 3 and conf['gpu'] is None and conf['max_seq_len'] == 30
     assert 'regime' not in conf  # plugin-only keys stay out of the host config
-    assert flat['gpu'] != conf['gpu'] or flat['gpu'] is None  # the input is not modified
+    assert FLAT['gpu'] == [0] and FLAT['layer_num'] == 2  # the input is not modified
     assert not host.is_nested(conf)
+    assert host.config_value(conf, 'layer_num') == 1
+
+
+def test_host_sasrec_config_has_the_installed_flavours_shape():
+    _, conf = host.host_model_class('SASRec')
+    assert host.is_nested(conf) == (host.flavour() == 'source')
+    assert 'layer_num' in host.model_option_keys(conf)
 
 
 def test_merge_host_config_nested():
