@@ -283,7 +283,18 @@ def checkpoint_path(rdir, metrics):
     """
     if 'checkpoint_in_round' in metrics:
         return os.path.normpath(os.path.join(rdir, metrics['checkpoint_in_round']))
-    return metrics['checkpoint']
+    old = metrics['checkpoint']
+    if os.path.isabs(old) or os.path.exists(old):
+        return old
+    here = os.path.abspath(rdir)                    # relative to the writer's working directory: try the
+    while True:                                     # folders above this round (where that directory was)
+        cand = os.path.join(here, old)
+        if os.path.exists(cand):
+            return cand
+        up = os.path.dirname(here)
+        if up == here:
+            return old
+        here = up
 
 
 class _Board:
