@@ -143,14 +143,24 @@ def test_merge_meta_adds_seeds_and_grid_points_of_the_same_experiment(tmp_path):
 
 def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
     from recstudio_rsir.errors import UserError
-    from recstudio_rsir.analysis.suite import run_lock
+    from recstudio_rsir.atomic import run_lock
     run = tmp_path / 'run'
     with run_lock(str(run)):
         assert (run / '.lock').read_text() == str(os.getpid())
-        with pytest.raises(UserError, match='is being run by process'):
+        with run_lock(str(run)):                          # the holder may enter again (a suite runs a trainer)
+            assert (run / '.lock').exists()
+        assert (run / '.lock').exists()                   # ... and the inner exit does not release it
+    assert not (run / '.lock').exists()
+    live = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        run.mkdir(exist_ok=True)
+        (run / '.lock').write_text(str(live.pid))
+        with pytest.raises(UserError, match=f'is being written by process {live.pid}'):
             with run_lock(str(run)):
                 pass
-    assert not (run / '.lock').exists()
+    finally:
+        live.kill()
+        live.wait()
     dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
     (run / '.lock').write_text(dead.stdout.strip())       # left by a process that has exited
     with run_lock(str(run)):
