@@ -4,6 +4,8 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 OUT ?= runs/demo
+# the GitHub-source RecStudio the suite also runs on (skipped with a message when absent)
+SOURCE_ARCHIVE ?= ../shared/host/recstudio-github-6f628dd.tar.gz
 
 .PHONY: install demo test test-pypi test-source examples compare paper bench-generation clean
 
@@ -21,13 +23,13 @@ examples: install  # every script in examples/, full settings (a couple of minut
 
 test: install
 	$(PYTHON) -m pytest -q tests
-	PYTHON=$(PYTHON) bash tools/test_source_flavour.sh
+	PYTHON=$(PYTHON) bash tools/test_source_flavour.sh $(SOURCE_ARCHIVE)
 
 test-pypi: install   # the suite on the PyPI flavour only
 	$(PYTHON) -m pytest -q tests
 
 test-source: install # the suite on the GitHub-source flavour only (../shared/host/), in .venv-source/
-	PYTHON=$(PYTHON) bash tools/test_source_flavour.sh
+	PYTHON=$(PYTHON) bash tools/test_source_flavour.sh $(SOURCE_ARCHIVE)
 
 compare: install   # issue #5: base / reorder / insert / RSIR / RSIR fidelity off on the embedded dataset + report
 	$(PYTHON) -m recstudio_rsir.cli suite yamls/compare_embedded.yaml

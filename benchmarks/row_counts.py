@@ -13,7 +13,6 @@ themselves only).  The paper's Table 4 (SASRec) adds +10,321 rows on Beauty and 
 """
 import argparse
 import copy
-import json
 import os
 import sys
 import time
@@ -51,7 +50,6 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.num_threads)
     lay = RunLayout(a.run)
-    cfg = C.load_yaml(lay.config)
     cfg = C.resolve(config_path=lay.config, top={'output': a.run})
     ex = loop.Experiment(cfg, a.run)
     train, _, _ = ex.splits([])
