@@ -116,8 +116,12 @@ def load_yaml(path):
     if not os.path.exists(path):
         raise UserError(f'--config {path}: no such file')
     try:
-        with open(path) as f:
+        with open(path, encoding='utf-8') as f:
             obj = yaml.safe_load(f)
+    except UnicodeDecodeError as e:
+        raise UserError(f'{path}: not UTF-8 text (byte {e.start}); a config file is YAML text') from None
+    except IsADirectoryError:
+        raise UserError(f'{path}: is a folder; expected a YAML file') from None
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         line = f':{mark.line + 1}' if mark is not None else ''
@@ -229,15 +233,33 @@ def validate(cfg):
         if v not in allowed:
             raise UserError(f'{".".join(path)}: {v!r} is not one of {", ".join(allowed)}')
     r, t = cfg['rsir'], cfg['train']
-    _check(0.0 <= float(r['p']) <= 1.0, 'rsir.p', r['p'], 'a probability in [0, 1]')
+    _check(_is_number(r['p']) and 0.0 <= r['p'] <= 1.0, 'rsir.p', r['p'], 'a probability in [0, 1]')
     _check(_is_int(r['m']) and r['m'] >= 1, 'rsir.m', r['m'], 'an integer >= 1')
     _check(_is_int(r['rounds']) and r['rounds'] >= 0, 'rsir.rounds', r['rounds'], 'an integer >= 0')
     _check(r['tau'] in ('inf', float('inf')) or (_is_int(r['tau']) and r['tau'] >= 1), 'rsir.tau', r['tau'],
            'an integer >= 1 or inf')
     _check(_is_int(r['min_len']) and r['min_len'] >= 2, 'rsir.min_len', r['min_len'], 'an integer >= 2')
     _check(_is_int(r['top_k']) and r['top_k'] >= 1, 'rsir.top_k', r['top_k'], 'an integer >= 1')
-    _check(float(r['temperature']) > 0, 'rsir.temperature', r['temperature'], 'a number > 0')
-    _check(_is_int(t['epochs']) and t['epochs'] >= 0, 'train.epochs', t['epochs'], 'an integer >= 0')
+    _check(_is_number(r['temperature']) and r['temperature'] > 0, 'rsir.temperature', r['temperature'], 'a number > 0')
+    _check(r['max_len'] is None or (_is_int(r['max_len']) and r['max_len'] >= 2), 'rsir.max_len', r['max_len'],
+           'null or an integer >= 2')
+    _check(_is_int(r['batch_size']) and r['batch_size'] >= 1, 'rsir.batch_size', r['batch_size'], 'an integer >= 1')
+    _check(_is_number(r['memory_mb']) and r['memory_mb'] > 0, 'rsir.memory_mb', r['memory_mb'], 'a number > 0')
+    _check(_is_int(r['seed']), 'rsir.seed', r['seed'], 'an integer')
+    _check(isinstance(r['keep_failed_step'], bool), 'rsir.keep_failed_step', r['keep_failed_step'], 'true or false')
+    for key in ('teacher', 'teacher_ckpt'):
+        _check(r[key] is None or isinstance(r[key], str), f'rsir.{key}', r[key], 'null or a string')
+    _check(_is_int(t['epochs']) and t['epochs'] >= 1, 'train.epochs', t['epochs'],
+           'an integer >= 1 (0 would report an untrained model as a result)')
+    _check(_is_number(t['learning_rate']) and t['learning_rate'] > 0, 'train.learning_rate', t['learning_rate'],
+           'a number > 0')
+    _check(_is_number(t['weight_decay']) and t['weight_decay'] >= 0, 'train.weight_decay', t['weight_decay'],
+           'a number >= 0')
+    for key in ('eval_every', 'eval_batch_size', 'num_negatives', 'negative_count'):
+        _check(_is_int(t[key]) and t[key] >= 1, f'train.{key}', t[key], 'an integer >= 1')
+    _check(_is_int(t['seed']), 'train.seed', t['seed'], 'an integer')
+    _check(t['num_threads'] is None or (_is_int(t['num_threads']) and t['num_threads'] >= 1), 'train.num_threads',
+           t['num_threads'], 'null or an integer >= 1')
     _check(_is_int(t['batch_size']) and t['batch_size'] >= 1, 'train.batch_size', t['batch_size'], 'an integer >= 1')
     _check(_is_int(t['patience']) and t['patience'] >= 1, 'train.patience', t['patience'], 'an integer >= 1')
     _check(_is_int(cfg['data']['max_seq_len']) and cfg['data']['max_seq_len'] >= 2, 'data.max_seq_len',
@@ -249,6 +271,11 @@ def validate(cfg):
     _check(_is_number(a['reorder_ratio']) and 0 < a['reorder_ratio'] <= 1, 'aug.reorder_ratio', a['reorder_ratio'],
            'a number in (0, 1]')
     _check(_is_number(a['insert_rate']) and a['insert_rate'] > 0, 'aug.insert_rate', a['insert_rate'], 'a number > 0')
+    _check(isinstance(cfg['dataset'], str) and cfg['dataset'] != '', 'dataset', cfg['dataset'],
+           'a dataset (embedded, a file, a folder or a RecStudio dataset name)')
+    _check(isinstance(cfg['model_name'], str), 'model_name', cfg['model_name'], 'a model name')
+    _check(cfg['output'] is None or isinstance(cfg['output'], str), 'output', cfg['output'], 'a folder path')
+    _check(isinstance(cfg['model'], dict), 'model', cfg['model'], 'a mapping of backbone options')
     dev = str(t['device'])
     _check(dev == 'cpu' or dev == 'cuda' or dev.startswith('cuda:'), 'train.device', dev, 'cpu, cuda or cuda:N')
 

@@ -13,10 +13,13 @@ Accepted inputs (``-d``):
   itself: columns found by the header (``user_id:token item_id:token rating:float timestamp:float``).
 * a RecStudio dataset name (``ml-100k``...): the host layer finds or downloads its ``.inter``.
 """
+import contextlib
 import gzip
 import hashlib
 import logging
 import os
+
+import zlib
 
 import numpy as np
 
@@ -40,6 +43,21 @@ def _open_text(path):
     return open(path, 'r', encoding='utf-8')
 
 
+@contextlib.contextmanager
+def _reading(path):
+    """Turn the errors of a file that is not text, not UTF-8 or a broken ``.gz`` into one line."""
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise UserError(f'{path}: not UTF-8 text (byte {e.start} of the decoded stream); expected a text file') \
+            from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise UserError(f'{path}: a damaged or truncated .gz file ({e}); expected a complete gzip of a text file') \
+            from None
+    except OSError as e:
+        raise UserError(f'{path}: cannot be read ({e.strerror or e})') from None
+
+
 def _int_token(tok, path, lineno, what):
     try:
         return str(int(tok))
@@ -54,7 +72,7 @@ def read_sequence_file(path):
     """
     seqs = {}
     n = 0
-    with _open_text(path) as f:
+    with _reading(path), _open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             toks = line.split()
             if not toks:
@@ -75,7 +93,7 @@ def read_table_file(path):
     """Read a CSV/TSV with header ``user,item[,timestamp]``. Returns {user: [(item, t), ...]}."""
     sep = '\t' if path.endswith(('.tsv', '.tsv.gz')) else ','
     seqs = {}
-    with _open_text(path) as f:
+    with _reading(path), _open_text(path) as f:
         header = f.readline()
         if not header.strip():
             raise UserError(f'{path}: file is empty (expected a header "user{sep}item{sep}timestamp")')
@@ -133,7 +151,7 @@ def read_inter_file(path, fields=None):
     Without a timestamp column the file order is the time order.  Ties keep the file order.
     """
     seqs = {}
-    with _open_text(path) as f:
+    with _reading(path), _open_text(path) as f:
         first = f.readline()
         if not first.strip():
             raise UserError(f'{path}: file is empty (expected a header like user_id:token<TAB>item_id:token'
@@ -297,6 +315,10 @@ def _converted(cache_root, source_path, label, read):
     folder = os.path.join(cache_root, name)
     if not os.path.exists(os.path.join(folder, f'{name}.inter')):
         seqs = drop_short_users(read(), MIN_LEN, source_path)
+        items = {i for s in seqs.values() for i, _ in s}
+        if len(seqs) < 2 or len(items) < 2:
+            raise UserError(f'{source_path}: {len(seqs)} user(s) with at least {MIN_LEN} items and {len(items)} '
+                            'distinct item(s); training and ranking need at least 2 of each')
         write_atomic(seqs, folder, name)
     return name, folder
 
