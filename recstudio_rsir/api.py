@@ -169,19 +169,15 @@ class SelfImprovingTrainer:
 
     def round_model(self, k: int):
         """Round ``k``'s model with its best weights, in eval mode, on the configured device."""
-        from .algorithm import loop, training
+        from .algorithm import loop
         if not os.path.exists(self.layout.metrics(k)):
             raise UserError(f'round {k} of {self.layout.root} is not finished; call fit() first')
         synthetic = []
         for j in range(1, k + 1):
             synthetic += loop.load_sequences(self.layout.synthetic(j))[0]
         ex = self.experiment
-        train, _, _ = ex.splits(synthetic)
-        model = ex.new_model(train)
-        from .atomic import read_json
-        state = training.load_checkpoint(loop.checkpoint_path(self.layout.round_dir(k),
-                                                              read_json(self.layout.metrics(k))), ex.device)
-        model.load_state_dict(state['model'])
+        model, _ = loop.train_or_load(ex, ex.splits(synthetic), self.layout.round_dir(k), k, progress=False,
+                                      rows=ex.real_train + synthetic)    # finished: loads and verifies
         return model.eval()
 
     def load_result(self) -> RunResult:

@@ -1,4 +1,6 @@
-"""Write-then-rename helpers: no output file is ever left half-written."""
+"""Write-then-rename helpers (no output file is ever left half-written) and the size + hash
+records with which a run folder's steps check the files they depend on."""
+import hashlib
 import json
 import os
 import re
@@ -46,6 +48,29 @@ def read_json(path):
         from .errors import UserError
         raise UserError(f'{path}: damaged ({str(e).splitlines()[0][:120]}); delete it (or its round folder) and '
                         're-run the command to write it again') from None
+
+
+def file_digest(path):
+    """``{'bytes': size, 'sha256': hex}`` of a file: what a step records about a file that a later
+    step (or a resumed run) depends on."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return {'bytes': os.path.getsize(path), 'sha256': h.hexdigest()}
+
+
+def check_digest(path, record, recorded_in, remedy):
+    """Raise a one-line UserError when ``path`` is missing or differs from ``record`` (a
+    :func:`file_digest` stored in ``recorded_in``); ``remedy`` says what to do."""
+    from .errors import UserError
+    if not os.path.isfile(path):
+        raise UserError(f'{path}: missing (recorded in {recorded_in}); {remedy}')
+    now = file_digest(path)
+    if now != record:
+        what = (f"{now['bytes']} bytes, {record['bytes']} when written" if now['bytes'] != record['bytes']
+                else 'same size, other content')
+        raise UserError(f'{path}: changed since it was written ({what}; recorded in {recorded_in}); {remedy}')
 
 
 TMP_NAME = re.compile(r'^\..+\.[A-Za-z0-9_]{4,}\.tmp$')

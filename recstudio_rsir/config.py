@@ -271,6 +271,7 @@ def validate(cfg):
     _check(_is_number(a['reorder_ratio']) and 0 < a['reorder_ratio'] <= 1, 'aug.reorder_ratio', a['reorder_ratio'],
            'a number in (0, 1]')
     _check(_is_number(a['insert_rate']) and a['insert_rate'] > 0, 'aug.insert_rate', a['insert_rate'], 'a number > 0')
+    _check(_is_int(a['seed']), 'aug.seed', a['seed'], 'an integer')
     _check(isinstance(cfg['dataset'], str) and cfg['dataset'] != '', 'dataset', cfg['dataset'],
            'a dataset (embedded, a file, a folder or a RecStudio dataset name)')
     _check(isinstance(cfg['model_name'], str), 'model_name', cfg['model_name'], 'a model name')

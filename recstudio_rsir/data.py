@@ -16,14 +16,14 @@ Accepted inputs (``-d``):
 import contextlib
 import gzip
 import hashlib
+import json
 import logging
 import os
-
 import zlib
 
 import numpy as np
 
-from .atomic import atomic_path, write_text
+from .atomic import atomic_path, file_digest, write_json, write_text
 from .errors import UserError
 
 log = logging.getLogger('recstudio_rsir')
@@ -313,14 +313,43 @@ def _converted(cache_root, source_path, label, read):
             h.update(block)
     name = f'{label}_{h.hexdigest()[:10]}'.replace('-', '_').replace('.', '_')
     folder = os.path.join(cache_root, name)
-    if not os.path.exists(os.path.join(folder, f'{name}.inter')):
+
+    def convert():
         seqs = drop_short_users(read(), MIN_LEN, source_path)
         items = {i for s in seqs.values() for i, _ in s}
         if len(seqs) < 2 or len(items) < 2:
             raise UserError(f'{source_path}: {len(seqs)} user(s) with at least {MIN_LEN} items and {len(items)} '
                             'distinct item(s); training and ranking need at least 2 of each')
-        write_atomic(seqs, folder, name)
+        return seqs
+    _cached_inter(folder, name, convert)
     return name, folder
+
+
+def _cached_inter(folder, name, make):
+    """Make ``<folder>/<name>.inter`` from ``make()`` (user -> [(item, t)]) unless it is there and
+    still matches the size + hash recorded beside it (``<name>.inter.digest.json``, written after
+    it): a damaged or edited converted file is converted again, never read."""
+    path = os.path.join(folder, f'{name}.inter')
+    record = path + '.digest.json'
+    if os.path.isfile(path) and os.path.isfile(record):
+        try:
+            with open(record, encoding='utf-8') as f:
+                if json.load(f) == file_digest(path):
+                    return
+        except (ValueError, UnicodeDecodeError, OSError):
+            pass
+    write_atomic(make(), folder, name)
+    write_json(record, file_digest(path))
+
+
+def rows_digest(rows):
+    """sha256 of a list of item-id rows (lengths and items): what a trained model records about the
+    training rows it was trained on, so that a resumed run notices rows that changed under it."""
+    h = hashlib.sha256()
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    h.update(lengths.tobytes())
+    h.update(np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(lengths.sum())).tobytes())
+    return h.hexdigest()
 
 
 def resolve_dataset(spec, cache_root, find_named=None):
@@ -341,8 +370,7 @@ def resolve_dataset(spec, cache_root, find_named=None):
             raise UserError(f'-d {spec}: the embedded dataset seed must be an integer') from None
         name = f'embedded{seed}'
         folder = os.path.join(cache_root, name)
-        if not os.path.exists(os.path.join(folder, f'{name}.inter')):
-            write_atomic(make_embedded(seed), folder, name)
+        _cached_inter(folder, name, lambda: make_embedded(seed))
         return name, folder, f'embedded synthetic dataset (seed {seed})'
     if os.path.isdir(spec):
         inters = sorted(f for f in os.listdir(spec) if f.endswith('.inter'))

@@ -219,7 +219,12 @@ def merge_host_config(host_conf, model_group, train_group, max_seq_len):
 
 def model_option_keys(config):
     """The model option names of a host config of either shape."""
-    return list(config.get('model', {})) if is_nested(config) else list(config)
+    return list(model_options(config))
+
+
+def model_options(config):
+    """The model options (name -> default value) of a host config of either shape."""
+    return dict(config.get('model', {}) if is_nested(config) else config)
 
 
 def set_model_option(config, key, value):

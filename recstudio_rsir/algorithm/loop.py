@@ -18,7 +18,7 @@ from .. import data as D
 from .. import host, models
 from . import training
 from ..analysis.stats import apen_summary, synthetic_diagnostics
-from ..atomic import atomic_path, read_json, write_json, write_text
+from ..atomic import atomic_path, check_digest, file_digest, read_json, write_json, write_text
 from ..errors import UserError
 from ..records import METRICS, RoundResult, RunLayout, RunResult
 from .augmenters import AugmentContext, check_output, get_augmenter
@@ -86,6 +86,8 @@ class Experiment:
         self.num_items = self.pristine.num_items
         uids, seqs = host.user_sequences(self.pristine)
         self.real_train = [s[:-2] for s in seqs if len(s) >= 3]
+        # the backbone's options are judged by building it once, before anything is written
+        models.check_model_builds(lambda: self.new_model(self.splits([])[0]), cfg['model_name'], cfg['model'])
         write_text(RunLayout(out).item_tokens,
                    '\n'.join(map(str, self.pristine.field2tokens[self.pristine.fiid])) + '\n')
 
@@ -142,9 +144,14 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
         os.makedirs(lay.round_dir(k), exist_ok=True)
         gen_info = None
         if k > 0:
-            if os.path.exists(lay.synthetic(k)) and os.path.exists(lay.generation(k)):
-                new, _ = load_sequences(lay.synthetic(k))
+            if os.path.exists(lay.generation(k)):
                 gen_info = read_json(lay.generation(k))
+            if gen_info is not None and os.path.exists(lay.synthetic(k)):   # else (re)generated below
+                if 'artifacts' in gen_info:                # runs written before the records have none
+                    check_digest(lay.synthetic(k), gen_info['artifacts']['synthetic.npz'], lay.generation(k),
+                                 f'delete {lay.round_dir(k)} (and later rounds) and re-run the command to generate '
+                                 'its rows again')
+                new, _ = load_sequences(lay.synthetic(k))
             else:
                 sources = ex.real_train + (synthetic if cfg['rsir']['generate_from'] == 'all' else [])
                 gen_model = None
@@ -157,6 +164,7 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
                 gen_info['diagnostics'] = synthetic_diagnostics(new, [sources[i] for i in origin], ex.real_train,
                                                                 ex.num_items)
                 save_sequences(lay.synthetic(k), new, origin)
+                gen_info['artifacts'] = {'synthetic.npz': file_digest(lay.synthetic(k))}
                 write_json(lay.generation(k), gen_info)
             log.info(gen_info.get('summary') or f'round {k} {cfg["augment"]}: kept {len(new)} rows')
             synthetic = synthetic + new
@@ -167,7 +175,7 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
             pop = {'val': training.evaluate_popularity(ex.real_train, val, ex.num_items),
                    'test': training.evaluate_popularity(ex.real_train, test, ex.num_items)}
         model, res = train_or_load(ex, (train, val, test), lay.round_dir(k), k, progress,
-                                   tensorboard=lay.tensorboard(k))
+                                   tensorboard=lay.tensorboard(k), rows=ex.real_train + synthetic)
         rr = RoundResult(round=k, train_sequences=stats['sequences'], interactions=stats['interactions'],
                          density=stats['density'], apen=stats['apen'], apen_reciprocal=stats['apen_reciprocal'],
                          test={m: res['test'][m] for m in METRICS}, val={m: res['val'][m] for m in METRICS},
@@ -240,16 +248,31 @@ def check_output_folder(cfg, out):
                                 'use another --output folder or delete this one')
 
 
-def train_or_load(ex, splits, rdir, k, progress, label=None, tensorboard=None):
+def train_or_load(ex, splits, rdir, k, progress, label=None, tensorboard=None, rows=None):
     """Train a new model of ``ex``'s backbone on ``splits`` into ``rdir`` (or load it when
     ``rdir/metrics.json`` says it is done); returns (model with its best weights, metrics dict).
-    ``tensorboard``: a folder for per-epoch loss and validation metrics (TensorBoard event files)."""
+    ``tensorboard``: a folder for per-epoch loss and validation metrics (TensorBoard event files).
+
+    ``rows``: the training rows behind ``splits`` (real + synthetic).  Their hash is recorded with
+    the model (in ``train_state.pt`` while training, in ``metrics.json`` after), as is the
+    checkpoint's size + hash; on resume or load a model whose rows or checkpoint changed since is a
+    one-line error naming the file, never a result mixing one model's metrics with other rows.
+    """
     train, val, test = splits
     metrics_path = os.path.join(rdir, 'metrics.json')
+    data = {'train_rows': len(rows), 'rows_sha256': D.rows_digest(rows)} if rows is not None else None
     model = ex.new_model(train)
+    redo = f'delete {rdir} (and later rounds) and re-run the command to train it again'
     if os.path.exists(metrics_path):
         res = read_json(metrics_path)
-        model.load_state_dict(training.load_checkpoint(checkpoint_path(rdir, res))['model'])
+        if data is not None and res.get('data', data) != data:
+            raise UserError(f"{metrics_path}: its model was trained on {res['data']['train_rows']} rows that differ "
+                            f"from the {data['train_rows']} rows this folder's files give now (a synthetic.npz or the "
+                            f'converted data changed); {redo}')
+        ckpt = checkpoint_path(rdir, res)
+        if 'checkpoint_digest' in res:
+            check_digest(ckpt, res['checkpoint_digest'], metrics_path, redo)
+        model.load_state_dict(training.load_checkpoint(ckpt)['model'])
         return model, res
     label = label or f'round {k}'
     board = _Board(tensorboard)
@@ -260,7 +283,8 @@ def train_or_load(ex, splits, rdir, k, progress, label=None, tensorboard=None):
             v = ' '.join(f'{m}={rec["val_" + m]:.4f}' for m in ('ndcg@20', 'recall@20') if 'val_' + m in rec)
             print(f'  {label} epoch {rec["epoch"]:3d} loss {rec["loss"]:.4f} {v} ({rec["seconds"]:.1f}s)', flush=True)
     try:
-        summary = training.fit(model, train, val, ex.cfg['train'], os.path.join(rdir, 'model'), ex.device, show)
+        summary = training.fit(model, train, val, ex.cfg['train'], os.path.join(rdir, 'model'), ex.device, show,
+                               data=data)
     finally:
         board.close()
     ebs = ex.cfg['train']['eval_batch_size']
@@ -269,7 +293,10 @@ def train_or_load(ex, splits, rdir, k, progress, label=None, tensorboard=None):
            'test': training.evaluate(model, test, ex.num_items, ebs, ex.device),
            'train': {kk: v for kk, v in summary.items() if kk != 'history'},
            'history': summary['history'],
-           'checkpoint_in_round': os.path.relpath(summary['checkpoint'], rdir)}
+           'checkpoint_in_round': os.path.relpath(summary['checkpoint'], rdir),
+           'checkpoint_digest': file_digest(summary['checkpoint'])}
+    if data is not None:
+        res['data'] = data
     write_json(metrics_path, res)
     return model, res
 
@@ -280,21 +307,45 @@ def checkpoint_path(rdir, metrics):
     ``checkpoint_in_round`` is relative to the round folder, so a moved or copied run folder loads its
     own weights.  Files written by versions before it hold ``checkpoint``: the path as the writing
     process saw it (absolute, or relative to its working directory), used as it is.
+
+    The path must stay inside the run folder (or, for a suite's round 0 shared with its base run,
+    inside the suite folder): a ``metrics.json`` naming a file elsewhere is a one-line error.
     """
     if 'checkpoint_in_round' in metrics:
-        return os.path.normpath(os.path.join(rdir, metrics['checkpoint_in_round']))
+        return _confined(os.path.normpath(os.path.join(rdir, metrics['checkpoint_in_round'])), rdir)
     old = metrics['checkpoint']
-    if os.path.isabs(old) or os.path.exists(old):
-        return old
-    here = os.path.abspath(rdir)                    # relative to the writer's working directory: try the
-    while True:                                     # folders above this round (where that directory was)
-        cand = os.path.join(here, old)
-        if os.path.exists(cand):
-            return cand
-        up = os.path.dirname(here)
-        if up == here:
-            return old
-        here = up
+    allowed = _run_tree(rdir)
+    if not (os.path.isabs(old) and _inside(old, allowed)):
+        parts = os.path.normpath(old).split(os.sep)    # the writer's path: absolute (folder moved or copied
+        for i in range(len(parts)):                     # since) or relative to its working directory; find
+            cand = os.path.join(allowed, *parts[i:])    # its tail inside this run's folder
+            if parts[i:] and os.path.isfile(cand):
+                return cand
+    return _confined(old, rdir)
+
+
+def _run_tree(rdir):
+    """The folder a round folder's checkpoints must lie in: the run folder (the nearest folder above
+    ``rdir`` with a ``config.yaml``), or that run's suite folder (two levels up, with a ``suite.json``)."""
+    run = os.path.abspath(rdir)
+    while not os.path.isfile(os.path.join(run, 'config.yaml')) and os.path.dirname(run) != run:
+        run = os.path.dirname(run)
+    suite = os.path.dirname(os.path.dirname(run))
+    return suite if os.path.isfile(os.path.join(suite, 'suite.json')) else run
+
+
+def _inside(path, folder):
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([real, top]) == top
+
+
+def _confined(path, rdir):
+    """``path`` if it lies inside :func:`_run_tree` of round folder ``rdir``, else a one-line UserError."""
+    allowed = _run_tree(rdir)
+    if not _inside(path, allowed):
+        raise UserError(f"{os.path.join(rdir, 'metrics.json')}: its checkpoint {path} lies outside the run folder "
+                        f'{allowed}; delete {rdir} and re-run the command to train it again')
+    return path
 
 
 class _Board:
@@ -382,7 +433,7 @@ class Teacher:
         tdir = lay.teacher_dir(j)
         os.makedirs(tdir, exist_ok=True)
         model, _ = train_or_load(self.ex, (train, val, test), tdir, j, self.progress, label=f'teacher {self.name} round {j}',
-                                 tensorboard=lay.tensorboard(j, '_teacher'))
+                                 tensorboard=lay.tensorboard(j, '_teacher'), rows=self.ex.real_train + synthetic)
         return model
 
 

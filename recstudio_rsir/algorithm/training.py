@@ -19,7 +19,6 @@ Checkpoint dict (``<dir>/train_state.pt``, written atomically after every epoch)
 and the best weights in ``<dir>/best.pt``.
 """
 import logging
-import math
 import os
 import random
 import time
@@ -207,9 +206,11 @@ def load_checkpoint(path, map_location='cpu'):
                         'the command, or pass a checkpoint written by this plugin') from None
 
 
-def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None):
+def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, data=None):
     """Train ``model`` with early stopping on validation NDCG@20; resume from ``folder`` if a
     checkpoint is there.  Leaves the best weights loaded in ``model`` and returns a summary dict.
+    ``data``: a record of the training rows (JSON-able, e.g. their count and hash) kept in the
+    training state; resuming with other rows is a one-line error instead of a model of mixed data.
 
     cfg keys: regime, epochs, learning_rate, weight_decay, patience, eval_every, num_negatives,
     batch_size, eval_batch_size, seed.
@@ -222,6 +223,10 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None):
     start_epoch, best, best_epoch, bad, history, seconds = 0, -1.0, -1, 0, [], 0.0
     if os.path.exists(state_path):
         st = load_checkpoint(state_path)
+        if data is not None and st.get('data') not in (None, data):
+            raise UserError(f'{state_path}: training began on other rows than this folder\'s files give now (a '
+                            f'synthetic.npz or the converted data changed); delete {folder} and re-run the command '
+                            'to train it again from the start')
         if st.get('complete'):
             model.load_state_dict(load_checkpoint(best_path)['model'])
             return st['summary']
@@ -275,7 +280,7 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None):
         stop = bad >= cfg['patience'] or last
         _save({'epoch': epoch, 'model': model.state_dict(), 'optimizer': opt.state_dict(), 'best_score': best,
                'best_epoch': best_epoch, 'bad_epochs': bad, 'history': history, 'rng': _rng_state(gen),
-               'seconds': seconds, 'complete': False}, state_path)
+               'seconds': seconds, 'complete': False, 'data': data}, state_path)
         if stop:
             break
 
@@ -286,5 +291,5 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None):
     summary = {'best_epoch': best_epoch, 'best_val_' + metric: best, 'epochs_run': epochs_run,
                'train_seconds': seconds, 'seconds_per_epoch': seconds / max(epochs_run, 1),
                'history': history, 'checkpoint': best_path}
-    _save({'epoch': epochs_run - 1, 'complete': True, 'summary': summary}, state_path)
+    _save({'epoch': epochs_run - 1, 'complete': True, 'summary': summary, 'data': data}, state_path)
     return summary

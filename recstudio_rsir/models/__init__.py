@@ -56,12 +56,50 @@ def model_option_names(name):
 
 
 def check_model_options(cfg):
-    """Backbone options must exist in the backbone's config (typos get a one-line error)."""
-    known = model_option_names(cfg['model_name'])
+    """Backbone options must exist in the backbone's config (typos get a one-line error) and have
+    the type of their default: integers (sizes and counts >= 1), numbers (rates in [0, 1)), strings,
+    booleans.  What only the backbone can judge (``embed_dim`` divisible by ``head_num``, an unknown
+    activation) is checked by building the model once (:func:`check_model_builds`)."""
+    from .. import config as C
+    name = cfg['model_name']
+    known = model_option_names(name)
     bad = [k for k in cfg['model'] if k not in known]
     if bad:
-        raise UserError(f'--{bad[0]}: unknown option for {cfg["model_name"]}; backbone options: '
+        raise UserError(f'--{bad[0]}: unknown option for {name}; backbone options: '
                         f'{", ".join(sorted(known))}; plugin options: see --help')
+    defaults = {**host.model_options(resolve(name)[1]), **(C.model_yaml(name).get('model') or {})}
+    for key, v in cfg['model'].items():
+        d = defaults.get(key)
+        what = None
+        if isinstance(d, bool):
+            what = None if isinstance(v, bool) else 'true or false'
+        elif isinstance(d, int):
+            if not (isinstance(v, int) and not isinstance(v, bool)):
+                what = 'an integer'
+            elif v < 1 and key.endswith(('dim', 'size', 'num', 'len', '_heads', '_layers', '_blocks')):
+                what = 'an integer >= 1'
+        elif isinstance(d, float):
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool)) or v != v or v in (float('inf'), -float('inf')):
+                what = 'a finite number'
+            elif ('dropout' in key or key.endswith('_rate')) and not 0 <= v < 1:
+                what = 'a number in [0, 1)'
+        elif isinstance(d, str):
+            what = None if isinstance(v, str) else 'a string'
+        if what:
+            raise UserError(f'model.{key}: {v!r} is not valid for {name}; expected {what}')
+
+
+BUILD_ERRORS = (ValueError, TypeError, RuntimeError, AssertionError, IndexError, KeyError, ZeroDivisionError)
+
+
+def check_model_builds(build, name, options):
+    """``build()`` (constructs the backbone); an error there is a one-line error naming the options."""
+    try:
+        return build()
+    except BUILD_ERRORS as e:
+        shown = ', '.join(f'model.{k}={v!r}' for k, v in sorted(options.items())) or 'its default options'
+        raise UserError(f'{name} cannot be built with {shown}: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}') \
+            from None
 
 
 def _hstu():
