@@ -67,7 +67,7 @@ def error_line(rc, err, words=()):
     lines = [ln for ln in err.splitlines() if ln.startswith('error: ')]
     if rc != 2:
         return f'exit {rc}: {err.strip().splitlines()[-1:]}'
-    if 'Traceback' in err or len(lines) != 1 or err.rstrip().splitlines()[-1] != lines[0]:
+    if 'Traceback' in err or len(lines) != 1 or err.rstrip().splitlines()[-1] != lines[0].rstrip():
         return f'not one error line: {err.strip()[-300:]!r}'
     missing = [w for w in words if w not in lines[0]]
     return f'{lines[0]!r} lacks {missing}' if missing else None
@@ -156,7 +156,9 @@ def bad_input_cases(tmp):
                      ('--rsir.batch_size', '0'), ('--num_negatives', '-3'), ('--num_threads', 'many'),
                      ('--rsir.keep_failed_step', 'maybe'), ('--rsir.m', '2.5'), ('--train.seed', 'x'),
                      ('--rsir.tau', '-1'), ('--augment', 'nonsense'), ('--train.device', 'tpu'),
-                     ('--model.embed_dim', '0'), ('--nonsense.option', '1'), ('--rsir.fidelity', 'sometimes')]:
+                     ('--model.embed_dim', '0'), ('--model.head_num', '3'), ('--model.dropout_rate', '1.5'),
+                     ('--model.activation', 'swish'), ('--nonsense.option', '1'), ('--rsir.fidelity', 'sometimes'),
+                     ('--aug.seed', 'x')]:
         cases.append((f'{opt} {val}', ['-d', ok, opt, val], [opt.lstrip('-').split('.')[-1]]))
     cases.append(('output is a file', ['-d', ok, '--output', os.path.join(tmp, 'a_file')], ['a_file', 'is a file']))
     return cases
@@ -222,7 +224,7 @@ def fuzz_cases(tmp, n, rng, gz_source=None):
         kind = rng.choice(kinds)
         ok = ok_file(tmp)
         if kind == 'bytes':
-            p = os.path.join(tmp, f'fz{i}.txt' + rng.choice(['', '.gz', '.csv', '.inter']).replace('.txt.inter', '.inter'))
+            p = os.path.join(tmp, f'fz{i}' + rng.choice(['.txt', '.txt.gz', '.csv', '.inter']))
             with open(p, 'wb') as f:
                 f.write(bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 3000))))
             cases.append((f'random bytes ({os.path.basename(p)})', ['-d', p], kind))
@@ -495,7 +497,8 @@ def try_malicious(name, plant, ref, data, tmp):
 def kill_soak(data, tmp, kills, rng, rounds=3):
     """SIGKILL a ``rounds``-round RSIR run at ``kills`` random moments (each within the time an
     uninterrupted run takes), re-start it after each; a run that finishes before its kill is
-    compared and a new one begun.  Returns (kills landed, runs compared, [failures])."""
+    compared and a new one begun.  Returns (kills landed, kills whose run ended identical to the
+    uninterrupted one, runs compared, [failures])."""
     ref = os.path.join(tmp, 'soak_reference')
     t0 = time.time()
     finished_run_args = [*RSIR, '--rsir.rounds', str(rounds)]
@@ -504,7 +507,7 @@ def kill_soak(data, tmp, kills, rng, rounds=3):
         if r.returncode != 0:
             raise SystemExit(f'the soak reference failed: {r.stderr[-2000:]}')
     t_ref = time.time() - t0
-    landed, compared, failures, n = 0, 0, [], 0
+    landed, identical, compared, failures, n, in_run = 0, 0, 0, [], 0, 0
     cmd = [sys.executable, 'run_recstudio.py', '-m', 'SASRec', '-d', str(data), *TINY, *finished_run_args]
     run = None
     while landed < kills or run is not None:
@@ -521,6 +524,7 @@ def kill_soak(data, tmp, kills, rng, rounds=3):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 landed += 1
+                in_run += 1
                 continue
         else:
             proc.wait()
@@ -532,9 +536,11 @@ def kill_soak(data, tmp, kills, rng, rounds=3):
             compared += 1
             if why:
                 failures.append(f'{run}: {why}')
+            else:
+                identical += in_run
         shutil.rmtree(run, ignore_errors=True)
-        run = None
-    return landed, compared, failures
+        run, in_run = None, 0
+    return landed, identical, compared, failures
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -545,8 +551,8 @@ def main(argv=None):
     ap.add_argument('--kills', type=int, default=20, help='SIGKILLs of the soak')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', default='runs/reliability')
-    ap.add_argument('--gz', default=os.path.join(ROOT, '..', 'shared', 'data', 'seqrec', 'Toys.txt.gz'),
-                    help='a real .gz to cut at random offsets (default: the shared Toys file when present)')
+    ap.add_argument('--gz', default=os.path.join(ROOT, '..', 'shared', 'data', 'seqrec', 'Beauty.txt.gz'),
+                    help='a real .gz to cut at random offsets (default: the shared Beauty file when present)')
     a = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)
@@ -579,10 +585,9 @@ def main(argv=None):
     record('malicious files', [try_malicious(n, f, ref, data, work) for n, f in malicious_cases()])
     outs = [try_damage(n, f, e, ref, data, work) for n, f, e in damage_cases()]
     record('damaged run folders', outs, resumed=sum(o == 'identical' for o, _ in outs))
-    landed, compared, failures = kill_soak(data, work, a.kills, rng)
-    rows.append({'part': f'SIGKILL soak (3-round RSIR, {landed} kills)', 'tried': landed,
-                 'handled cleanly': landed - len(failures), 'identical after resume': compared - len(failures),
-                 'runs': compared})
+    landed, identical, compared, failures = kill_soak(data, work, a.kills, rng)
+    rows.append({'part': f'SIGKILL soak (3-round RSIR; {landed} kills over {compared} runs)', 'tried': landed,
+                 'handled cleanly': identical, 'identical after resume': identical, 'runs': compared})
     details.extend({'part': 'soak', 'outcome': 'FAILED', 'detail': f} for f in failures)
     print(f'soak: {landed} kills over {compared} runs, {len(failures)} failures', flush=True)
 

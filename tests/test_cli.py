@@ -1,5 +1,4 @@
 """Config merging and the command line (errors are one line, exit 2, nothing half-written)."""
-import json
 import os
 import subprocess
 import sys

@@ -1,5 +1,4 @@
 """Host layer: flavour-specific paths (both config shapes), shims, training-only injection."""
-import copy
 
 import pytest
 import torch

@@ -90,8 +90,8 @@ def test_kill_soak_small(reference):
     uninterrupted one (the benchmark does 20+)."""
     import random
     _, data, work = reference
-    landed, compared, failures = R.kill_soak(data, work, 2, random.Random(7))
-    assert landed == 2 and compared >= 1 and failures == [], failures
+    landed, identical, compared, failures = R.kill_soak(data, work, 2, random.Random(7))
+    assert landed == 2 and identical == 2 and compared >= 1 and failures == [], failures
 
 
 def test_synthetic_rows_are_never_unpickled(tmp_path):

@@ -95,3 +95,25 @@ def synthetic_diagnostics(synthetic, sources, real, num_items, top_share=0.1):
         'coverage_real': len(real_items) / n_items if n_items else 0.0,
         'items_only_in_synthetic': int(len(np.setdiff1d(syn_items, real_items))),
     }
+
+
+def dataset_profile(sequences):
+    """The statistics an embedded dataset is compared with real files by (issue #16 item 1):
+    users, items, interactions, interactions per item, sequence-length quantiles, concentration
+    of item popularity (share of the top 10% of items, Gini), repeats within a user's sequence and
+    how often consecutive pairs recur across users.  ``sequences``: lists of item ids (any hashable)."""
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    counts = np.array(sorted(Counter(i for s in sequences for i in s).values()), dtype=np.float64)   # ascending
+    n = len(counts)
+    top = counts[::-1][:max(1, int(round(0.1 * n)))].sum() / counts.sum()
+    gini = float((2 * np.arange(1, n + 1) - n - 1).dot(counts) / (n * counts.sum()))
+    repeats = sum(len(s) - len(set(s)) for s in sequences) / max(1, lengths.sum())
+    pairs = Counter((a, b) for s in sequences for a, b in zip(s, s[1:]))
+    q = np.percentile(lengths, [10, 25, 50, 75, 90, 99])
+    return {'users': len(sequences), 'items': n, 'interactions': int(lengths.sum()),
+            'interactions_per_item': float(lengths.sum() / max(n, 1)), 'mean_length': float(lengths.mean()),
+            'length_p10': float(q[0]), 'length_p25': float(q[1]), 'length_median': float(q[2]),
+            'length_p75': float(q[3]), 'length_p90': float(q[4]), 'length_p99': float(q[5]),
+            'length_max': int(lengths.max()), 'top10_item_share': float(top), 'item_gini': gini,
+            'repeat_share': float(repeats),
+            'pair_recurrence': float(sum(c for c in pairs.values() if c > 1) / max(1, sum(pairs.values())))}

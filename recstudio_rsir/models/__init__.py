@@ -79,7 +79,7 @@ def check_model_options(cfg):
             elif v < 1 and key.endswith(('dim', 'size', 'num', 'len', '_heads', '_layers', '_blocks')):
                 what = 'an integer >= 1'
         elif isinstance(d, float):
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool)) or v != v or v in (float('inf'), -float('inf')):
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool)) or v != v or abs(v) == float('inf'):
                 what = 'a finite number'
             elif ('dropout' in key or key.endswith('_rate')) and not 0 <= v < 1:
                 what = 'a number in [0, 1)'
@@ -98,8 +98,8 @@ def check_model_builds(build, name, options):
         return build()
     except BUILD_ERRORS as e:
         shown = ', '.join(f'model.{k}={v!r}' for k, v in sorted(options.items())) or 'its default options'
-        raise UserError(f'{name} cannot be built with {shown}: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}') \
-            from None
+        why = str(e).splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f'{name} cannot be built with {shown}: {why}') from None
 
 
 def _hstu():

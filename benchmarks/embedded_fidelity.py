@@ -1,0 +1,75 @@
+"""Issue #16 item 1: how close the embedded dataset is to the real files.  Prints a markdown table of
+:func:`recstudio_rsir.analysis.stats.dataset_profile` for Beauty, Toys (when ../shared is beside this
+checkout), ``embedded`` (the default) and ``miniature`` (the candidate miniature of the real files), and, for every
+``--runs NAME=FOLDER`` given, the base SASRec and popularity NDCG@10 of that finished run.
+
+    python benchmarks/embedded_fidelity.py [--seed 0] [--json out.json] \
+        [--runs Beauty=runs/evidence_beauty_p20/base/seed2022 --runs embedded=runs/demo_base]
+"""
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from recstudio_rsir import data as D  # noqa: E402
+from recstudio_rsir.analysis.stats import dataset_profile  # noqa: E402
+
+SHARED = os.path.join(ROOT, '..', 'shared', 'data', 'seqrec')
+ROWS = [('users', 'users', '{:,}'), ('items', 'items', '{:,}'), ('interactions', 'interactions', '{:,}'),
+        ('interactions per item', 'interactions_per_item', '{:.1f}'), ('mean length', 'mean_length', '{:.2f}'),
+        ('length p10 / p25 / median', ('length_p10', 'length_p25', 'length_median'), '{:.0f}'),
+        ('length p75 / p90 / p99', ('length_p75', 'length_p90', 'length_p99'), '{:.0f}'),
+        ('longest', 'length_max', '{}'), ('top-10% items\' share', 'top10_item_share', '{:.3f}'),
+        ('item Gini', 'item_gini', '{:.3f}'), ('repeats within a user', 'repeat_share', '{:.3f}'),
+        ('consecutive pairs seen more than once', 'pair_recurrence', '{:.3f}')]
+
+
+def profiles(seed):
+    out = {}
+    for name, f in (('Beauty', 'Beauty.txt.gz'), ('Toys', 'Toys_and_Games.txt.gz')):
+        path = os.path.join(SHARED, f)
+        if os.path.exists(path):
+            out[name] = dataset_profile([[i for i, _ in s] for s in D.read_sequence_file(path).values()])
+    out['embedded'] = dataset_profile([[i for i, _ in s] for s in D.make_embedded(seed).values()])
+    out['miniature'] = dataset_profile([[i for i, _ in s] for s in D.make_miniature(seed).values()])
+    return out
+
+
+def run_row(folder):
+    r = json.load(open(os.path.join(folder, 'results.json')))
+    base, pop = r['rounds'][0]['test']['ndcg@10'], r['popularity']['test']['ndcg@10']
+    return {'sasrec_ndcg@10': base, 'pop_ndcg@10': pop, 'ratio': base / pop if pop else float('nan')}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--json')
+    ap.add_argument('--runs', action='append', default=[], metavar='NAME=FOLDER')
+    a = ap.parse_args(argv)
+    prof = profiles(a.seed)
+    for spec in a.runs:
+        name, folder = spec.split('=', 1)
+        prof.setdefault(name, {}).update(run_row(folder))
+    names = list(prof)
+    lines = ['| statistic | ' + ' | '.join(names) + ' |', '|---|' + '---:|' * len(names)]
+    for label, key, fmt in ROWS:
+        keys = key if isinstance(key, tuple) else (key,)
+        cells = [' / '.join(fmt.format(prof[n][k]) for k in keys) if all(k in prof[n] for k in keys) else ''
+                 for n in names]
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    for label, key in (('SASRec NDCG@10 (test)', 'sasrec_ndcg@10'), ('popularity NDCG@10 (test)', 'pop_ndcg@10'),
+                       ('SASRec / popularity', 'ratio')):
+        if any(key in prof[n] for n in names):
+            lines.append(f'| {label} | ' + ' | '.join(f'{prof[n][key]:.4f}' if key in prof[n] else ''
+                                                      for n in names) + ' |')
+    print('\n'.join(lines))
+    if a.json:
+        from recstudio_rsir.atomic import write_json
+        write_json(a.json, prof)
+
+
+if __name__ == '__main__':
+    main()
