@@ -39,7 +39,8 @@ def profiles(seed):
 
 def run_row(folder):
     r = json.load(open(os.path.join(folder, 'results.json')))
-    base, pop = r['rounds'][0]['test']['ndcg@10'], r['popularity']['test']['ndcg@10']
+    r0 = r['rounds'][0]
+    base, pop = r0.get('test', r0)['ndcg@10'], r['popularity']['test']['ndcg@10']
     return {'sasrec_ndcg@10': base, 'pop_ndcg@10': pop, 'ratio': base / pop if pop else float('nan')}
 
 
