@@ -8,7 +8,9 @@ What it measures (same model, same sources, same pre-drawn pool choices, m=5, ta
   * the batched generator on ALL training sequences: total time, share spent in the model's forward
     passes (query encoding + item scoring), and the ratio to the time of training that model;
   * the batched generator and the reference loop on the first --ref_sources sources (the reference is
-    a Python loop: minutes per thousand sources on CPU): identical outputs, and the speed ratio.
+    a Python loop: minutes per thousand sources on CPU): identical outputs, and the speed ratio;
+  * the batched generator with the key/value cache (rsir.kv_cache, the default) against full
+    re-encoding at every step (before issue #15): time, forward share, identical outputs.
 """
 import argparse
 import json
@@ -22,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from recstudio_rsir import config as C  # noqa: E402
 from recstudio_rsir.algorithm import generation as G  # noqa: E402
 from recstudio_rsir import host  # noqa: E402
-from recstudio_rsir.algorithm import loop, training
+from recstudio_rsir.algorithm import loop, training  # noqa: E402
 
 
 def main():
@@ -45,19 +47,42 @@ def main():
     ex = loop.Experiment(cfg, out)
     tr, _, _ = ex.splits([])
     model = ex.new_model(tr)
-    model.load_state_dict(training.load_checkpoint(loop.checkpoint_path(os.path.join(out, 'round_0'), metrics), ex.device)['model'])
+    ckpt = loop.checkpoint_path(os.path.join(out, 'round_0'), metrics)
+    model.load_state_dict(training.load_checkpoint(ckpt, ex.device)['model'])
     scorer = G.ModelScorer(model, ex.num_items, ex.max_seq_len, ex.pristine.fiid)
     gcfg = G.GenConfig(m=5, p=0.5, tau=20, max_len=ex.max_seq_len, batch_size=a.batch_size, seed=0)
     sources = ex.real_train
     draws = G.predraw(sources, gcfg)
 
+    plain = G.ModelScorer(model, ex.num_items, ex.max_seq_len, ex.pristine.fiid, incremental=False)
+    nocache, sn = G.generate_batched(plain, sources, gcfg, draws)
     full, st = G.generate_batched(scorer, sources, gcfg, draws)
     train_s = metrics['train']['train_seconds']
     fig = {'device': str(ex.device), 'sources': len(sources), 'trajectories': st.trajectories,
            'batched_seconds_all': st.seconds, 'forward_share_all': st.forward_seconds / st.seconds,
            'outside_forward_share_all': 1 - st.forward_seconds / st.seconds,
            'training_seconds': train_s, 'generation_over_training': st.seconds / train_s,
-           'steps_tried': st.steps_tried, 'accepted': st.accepted}
+           'steps_tried': st.steps_tried, 'accepted': st.accepted, 'kv_cache': scorer.cache is not None,
+           'query_seconds_all': scorer.query_seconds, 'no_cache_query_seconds_all': plain.query_seconds,
+           'no_cache_seconds_all': sn.seconds, 'no_cache_forward_share_all': sn.forward_seconds / sn.seconds,
+           'cache_speedup_all': sn.seconds / st.seconds, 'cache_identical': nocache == full}
+
+    # the encoder alone on contexts growing one item per step to max_seq_len (long sequences)
+    import time
+    B, L = a.batch_size, ex.max_seq_len
+    g = torch.Generator().manual_seed(0)
+    ctx = torch.randint(1, ex.num_items, (B, L), generator=g).to(ex.device)
+    rows = torch.arange(B, device=ex.device)
+    scorer.begin_batch(B, L)
+    times = {}
+    for name, f in (('full', lambda c, n: plain.query(c, n)), ('cached', lambda c, n: scorer.query(c, n, rows=rows))):
+        t0 = time.perf_counter()
+        for n in range(1, L + 1):
+            f(ctx[:, :n], torch.full((B,), n, device=ex.device))
+        times[name] = time.perf_counter() - t0
+    fig.update({'grow_to_max_len_rows': B, 'grow_to_max_len_full_seconds': times['full'],
+                'grow_to_max_len_cached_seconds': times['cached'],
+                'grow_to_max_len_speedup': times['full'] / times['cached']})
 
     sub = sources[:a.ref_sources]
     sub_draws = G.Draws(draws.own[:len(sub) * gcfg.m], draws.prefix[:len(sub) * gcfg.m],
@@ -72,7 +97,7 @@ def main():
     if a.json:
         with open(a.json, 'w') as f:
             json.dump(fig, f, indent=2)
-    return 0 if fig['identical'] else 1
+    return 0 if fig['identical'] and fig['cache_identical'] else 1
 
 
 if __name__ == '__main__':

@@ -67,6 +67,7 @@ DEFAULTS = {
         'dedup': 'all',           # all (against each other and the training rows) | generated (each other only)
         'batch_size': 1024,       # source trajectories per generation batch
         'memory_mb': 512,         # budget for [batch, items] score tensors; the item dim is chunked
+        'kv_cache': True,         # encode only the new positions at each step (SASRec-style encoders)
         'seed': 0,
         'teacher': None,          # backbone that generates (default: the trained backbone)
         'teacher_ckpt': None,
@@ -247,6 +248,7 @@ def validate(cfg):
     _check(_is_number(r['memory_mb']) and r['memory_mb'] > 0, 'rsir.memory_mb', r['memory_mb'], 'a number > 0')
     _check(_is_int(r['seed']), 'rsir.seed', r['seed'], 'an integer')
     _check(isinstance(r['keep_failed_step'], bool), 'rsir.keep_failed_step', r['keep_failed_step'], 'true or false')
+    _check(isinstance(r['kv_cache'], bool), 'rsir.kv_cache', r['kv_cache'], 'true or false')
     for key in ('teacher', 'teacher_ckpt'):
         _check(r[key] is None or isinstance(r[key], str), f'rsir.{key}', r[key], 'null or a string')
     _check(_is_int(t['epochs']) and t['epochs'] >= 1, 'train.epochs', t['epochs'],

@@ -162,3 +162,59 @@ def test_target_items_history_and_dedup_generated(small_file, tmp_path):
     assert {tuple(r) for r in rows_gen} - train_set == {tuple(r) for r in rows_all}
     assert len(rows_gen) - len(rows_all) == len({tuple(r) for r in rows_gen} & train_set) > 0
     assert g_gen['dropped_duplicate'] < g_all['dropped_duplicate']
+
+
+@pytest.mark.parametrize('model_name', ['SASRec', 'CL4SRec'])
+def test_kv_cache_equals_full_encoding(small_file, tmp_path, model_name):
+    """Incremental encoding (issue #15 item 2) gives the encoder's own output at the last position:
+    for growing contexts, for a context changed or shortened under a row (re-encoded from the first
+    difference), and it encodes only the new positions; rows it cannot serve fall back."""
+    from recstudio_rsir import config as C
+    from recstudio_rsir.algorithm import kvcache, loop
+    torch.manual_seed(0)
+    cfg = C.resolve(flags={'model.embed_dim': 16, 'model.layer_num': 2, 'num_threads': 1},
+                    top={'model_name': model_name, 'dataset': small_file, 'output': str(tmp_path / 'o')})
+    ex = loop.Experiment(cfg, str(tmp_path / 'o'))
+    model = ex.new_model(ex.splits([])[0]).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    assert kvcache.supports(model.query_encoder)
+    cached = G.ModelScorer(model, ex.num_items, ex.max_seq_len, ex.pristine.fiid)
+    full = G.ModelScorer(model, ex.num_items, ex.max_seq_len, ex.pristine.fiid, incremental=False)
+    assert cached.cache is not None and full.cache is None
+    B, L = 6, 9
+    g = torch.Generator().manual_seed(1)
+    ctx = torch.randint(1, ex.num_items, (B, L + 1), generator=g)
+    rows = torch.arange(B)
+    cached.begin_batch(B, L + 1)
+    lens = torch.tensor([1, 2, 3, 1, 4, 2])
+    for step in range(5):
+        c = ctx * (torch.arange(L + 1) < lens.unsqueeze(1))
+        before = cached.cache.positions_encoded
+        a, b = cached.query(c, lens, rows=rows), full.query(c, lens)
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), (step, (a - b).abs().max())
+        if step > 0:
+            assert cached.cache.positions_encoded - before == B      # one new position per row
+        lens = lens + 1
+    # a changed item in the middle of rows 0 and 2, row 4 shortened, only rows 1..4 asked
+    ctx[0, 1] = ctx[0, 1] % (ex.num_items - 1) + 1
+    ctx[2, 0] = ctx[2, 0] % (ex.num_items - 1) + 1
+    lens[4] = 3
+    sub = torch.tensor([0, 2, 4])
+    c = (ctx * (torch.arange(L + 1) < lens.unsqueeze(1)))[sub]
+    assert torch.allclose(cached.query(c, lens[sub], rows=sub), full.query(c, lens[sub]), atol=1e-5, rtol=1e-4)
+    # longer than the position table: served by the full encoding
+    long = torch.randint(1, ex.num_items, (2, ex.max_seq_len + 3), generator=g)
+    n = torch.tensor([ex.max_seq_len + 3, 5])
+    assert torch.allclose(cached.query(long, n, rows=torch.tensor([0, 1])), full.query(long, n), atol=1e-5, rtol=1e-4)
+
+
+def test_generation_with_and_without_cache_is_identical(experiment):
+    scorer, _ = _model(experiment, 7)
+    plain = G.ModelScorer(scorer.model, scorer.num_items, scorer.max_seq_len, incremental=False)
+    sources = experiment.real_train[:60]
+    cfg = G.GenConfig(m=3, p=0.5, tau=10, seed=3, seed_prefix='random', batch_size=23, max_len=15)
+    draws = G.predraw(sources, cfg)
+    assert G.generate_batched(scorer, sources, cfg, draws)[0] == G.generate_batched(plain, sources, cfg, draws)[0]
+    assert scorer.cache is not None and scorer.cache.positions_encoded > 0

@@ -154,7 +154,8 @@ class RSIRAugmenter(Augmenter):
         max_seq_len = int(ctx.config['data']['max_seq_len'])
         gcfg = GenConfig.from_rsir(ctx.config['rsir'], max_seq_len, C.tau_value(ctx.config['rsir']))
         g = GenConfig(**{**gcfg.__dict__, 'seed': gcfg.seed + 1000 * ctx.round})
-        scorer = ModelScorer(ctx.model, ctx.num_items, max_seq_len, ctx.fiid)
+        scorer = ModelScorer(ctx.model, ctx.num_items, max_seq_len, ctx.fiid,
+                             incremental=bool(ctx.config['rsir'].get('kv_cache', True)))
         bar = None
         if ctx.progress:
             from tqdm import tqdm
@@ -172,6 +173,7 @@ class RSIRAugmenter(Augmenter):
                                         draws.prefix.tolist(), existing, g.min_len, stats)
         info = dict(stats.__dict__)
         info['acceptance_rate'] = stats.accepted / stats.steps_tried if stats.steps_tried else 0.0
+        info['kv_cache'] = scorer.cache is not None
         info['own_history_share'] = stats.own_history_share()
         info['config'] = dict(g.__dict__, tau=str(g.tau) if not np.isfinite(g.tau) else g.tau)
         info['summary'] = f'round {ctx.round} ' + stats.summary_line()

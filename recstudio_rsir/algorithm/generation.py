@@ -88,25 +88,48 @@ def predraw(sources, cfg: GenConfig):
 class ModelScorer:
     """Scores of every item id for contexts, through the host model (any RecStudio retriever).
 
-    ``query(ctx, lens)``: ctx ``[B, L]`` right-padded item ids, lens ``[B]`` -> ``[B, D]``.
+    ``query(ctx, lens, rows=None)``: ctx ``[B, L]`` right-padded item ids, lens ``[B]`` -> ``[B, D]``;
+    with ``rows`` (``[B]`` row ids of the batch opened by ``begin_batch``) and ``incremental`` on a
+    model :mod:`.kvcache` supports, only positions that changed since that row's last query are encoded.
     ``scores(q, lo, hi)``: ``[B, hi - lo]`` scores of item ids lo..hi-1 (id 0, padding, = -inf).
     """
 
-    def __init__(self, model, num_items, max_seq_len, fiid='item_id'):
+    def __init__(self, model, num_items, max_seq_len, fiid='item_id', incremental=True):
+        from . import kvcache
         self.model = model.eval()
+        enc = getattr(model, 'query_encoder', None)
+        self.cache = kvcache.KVCache(enc) if incremental and enc is not None and kvcache.supports(enc) else None
         self.num_items = num_items
         self.max_seq_len = max_seq_len
         self.fiid = fiid
         self.device = next(model.parameters()).device
         with torch.no_grad():
             self.item_vecs = host.item_vectors(model, num_items)      # [N, D], row 0 = padding
-        self.forward_seconds = 0.0
+        self.forward_seconds = 0.0       # query encoding + item scoring
+        self.query_seconds = 0.0         # query encoding only
         self.forward_calls = 0
         self.score_calls = 0
 
+    def begin_batch(self, rows, length):
+        """A new generation batch of ``rows`` trajectories, contexts of at most ``length`` items."""
+        if self.cache is not None:
+            self.cache.begin(rows, min(length, self.max_seq_len))
+
     @torch.no_grad()
-    def query(self, ctx, lens):
+    def query(self, ctx, lens, rows=None):
         t0 = time.perf_counter()
+        q = self.cache.query(ctx, lens, rows) if self.cache is not None and rows is not None else None
+        if q is None:
+            q = self._full_query(ctx, lens)
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        self.query_seconds += time.perf_counter() - t0
+        self.forward_seconds += time.perf_counter() - t0
+        self.forward_calls += 1
+        return q
+
+    def _full_query(self, ctx, lens):
+        """The whole context through the model's encoder (the definition the cache reproduces)."""
         if ctx.shape[1] > self.max_seq_len:  # keep the most recent max_seq_len items
             L = self.max_seq_len
             idx = (lens.clamp(min=L) - L).unsqueeze(1) + torch.arange(L, device=ctx.device)
@@ -114,12 +137,7 @@ class ModelScorer:
             lens = lens.clamp(max=L)
             ctx = ctx * (torch.arange(L, device=ctx.device) < lens.unsqueeze(1))
         batch = {'in_' + self.fiid: ctx, 'seqlen': lens}
-        q = host.encode_last(self.model, batch)
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-        self.forward_seconds += time.perf_counter() - t0
-        self.forward_calls += 1
-        return q
+        return host.encode_last(self.model, batch)
 
     @torch.no_grad()
     def scores(self, q, lo, hi):
@@ -270,6 +288,8 @@ def _generate_batch(scorer, src, slen, own_all, cfg, draws, tids, stats):
     out_ctx, out_len = ctx.clone(), j.clone()                        # finished rows land here
     st = _Rows(ctx=ctx, lens=j.clone(), own=own, target=target, own_draw=draws.own[tids].to(dev),
                unif=draws.uniform[tids].to(dev), j0=j, rid=torch.arange(B, device=dev), first=first)
+    if hasattr(scorer, 'begin_batch'):
+        scorer.begin_batch(B, Lmax + 1)
 
     def retire(mask):
         r = st.rid[mask]
@@ -330,7 +350,7 @@ def _pass(scorer, cfg, st, provisional):
     A = len(st)
     Lc = int(st.lens.max())
     ctx = st.ctx[:, :Lc]                                              # [A, Lc]
-    q = scorer.query(ctx, st.lens)
+    q = scorer.query(ctx, st.lens, rows=st.rid) if hasattr(scorer, 'begin_batch') else scorer.query(ctx, st.lens)
     dev = q.device
     neg = float('-inf')
     step = (st.lens - st.j0).clamp(max=cfg.max_len - 1)               # index of the next step's draws

@@ -223,7 +223,8 @@ def augment_round(aug, ex, model, sources, synthetic, k, progress):
 
 
 # options that may change when a run is continued in the same folder
-RESUMABLE_CHANGES = {('rsir', 'rounds'), ('train', 'num_threads'), ('train', 'device'), ('output',)}
+RESUMABLE_CHANGES = {('rsir', 'rounds'), ('train', 'num_threads'), ('train', 'device'), ('output',),
+                     ('rsir', 'kv_cache')}     # the same rows either way
 
 
 def check_output_folder(cfg, out):
