@@ -307,7 +307,8 @@ def checkpoint_path(rdir, metrics):
 
     ``checkpoint_in_round`` is relative to the round folder, so a moved or copied run folder loads its
     own weights.  Files written by versions before it hold ``checkpoint``: the path as the writing
-    process saw it (absolute, or relative to its working directory), used as it is.
+    process saw it (absolute, or relative to its working directory); it is used when it lies inside
+    this run's folder, else its tail (``.../round_k/model/best.pt``) is looked up inside it.
 
     The path must stay inside the run folder (or, for a suite's round 0 shared with its base run,
     inside the suite folder): a ``metrics.json`` naming a file elsewhere is a one-line error.
