@@ -68,6 +68,7 @@ DEFAULTS = {
         'batch_size': 1024,       # source trajectories per generation batch
         'memory_mb': 512,         # budget for [batch, items] score tensors; the item dim is chunked
         'kv_cache': True,         # encode only the new positions at each step (SASRec-style encoders)
+        'popularity_penalty': 0.0,  # pick by score - this x log(1 + training count); fidelity keeps raw scores
         'seed': 0,
         'teacher': None,          # backbone that generates (default: the trained backbone)
         'teacher_ckpt': None,
@@ -249,6 +250,8 @@ def validate(cfg):
     _check(_is_int(r['seed']), 'rsir.seed', r['seed'], 'an integer')
     _check(isinstance(r['keep_failed_step'], bool), 'rsir.keep_failed_step', r['keep_failed_step'], 'true or false')
     _check(isinstance(r['kv_cache'], bool), 'rsir.kv_cache', r['kv_cache'], 'true or false')
+    _check(_is_number(r['popularity_penalty']) and 0 <= r['popularity_penalty'] < float('inf'),
+           'rsir.popularity_penalty', r['popularity_penalty'], 'a finite number >= 0')
     for key in ('teacher', 'teacher_ckpt'):
         _check(r[key] is None or isinstance(r[key], str), f'rsir.{key}', r[key], 'null or a string')
     _check(_is_int(t['epochs']) and t['epochs'] >= 1, 'train.epochs', t['epochs'],

@@ -149,6 +149,7 @@ class RSIRAugmenter(Augmenter):
 
     def augment(self, ctx: AugmentContext) -> AugmentOutput:
         import numpy as np
+        import torch
         from .. import config as C
         from .generation import GenConfig, ModelScorer, filter_sequences, generate_batched, predraw
         max_seq_len = int(ctx.config['data']['max_seq_len'])
@@ -165,7 +166,13 @@ class RSIRAugmenter(Augmenter):
         gen_sources = [s[:-1] if len(s) > 1 else s for s in ctx.sources] if r.get('target_items') == 'history' \
             else ctx.sources
         draws = predraw(gen_sources, g)
-        trajectories, stats = generate_batched(scorer, gen_sources, g, draws, progress=bar.update if bar else None)
+        penalty = None
+        if float(r.get('popularity_penalty', 0.0)) > 0:      # popularity-aware picks (beyond the paper)
+            counts = np.bincount([i for s in ctx.real_train for i in s], minlength=ctx.num_items)[:ctx.num_items]
+            penalty = float(r['popularity_penalty']) * torch.log1p(torch.as_tensor(counts, dtype=torch.float32))
+            penalty = penalty.to(ctx.device)
+        trajectories, stats = generate_batched(scorer, gen_sources, g, draws, progress=bar.update if bar else None,
+                                               penalty=penalty)
         if bar:
             bar.close()
         existing = ctx.existing if r.get('dedup', 'all') == 'all' else []

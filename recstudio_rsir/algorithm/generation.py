@@ -211,8 +211,12 @@ def _unique_sorted_rows(padded):
 
 
 @torch.no_grad()
-def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progress=None):
+def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progress=None, penalty=None):
     """Generate raw trajectories (before filtering) for all sources.
+
+    ``penalty``: ``[num_items]`` subtracted from an item's score when the next item is *picked*
+    (``rsir.popularity_penalty`` x log(1 + training count)); the fidelity test ranks by the model's
+    own scores.  None = no penalty.
 
     Returns (trajectories, stats): ``trajectories[t]`` is the list of item ids of trajectory t
     (source ``t // m``).  All tensor work runs on the scorer's device.
@@ -231,7 +235,7 @@ def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progr
     order = torch.argsort(slen.cpu().repeat_interleave(cfg.m), descending=True, stable=True)
     for b0 in range(0, T, cfg.batch_size):
         tids = order[b0:b0 + cfg.batch_size]                         # similar lengths per batch
-        res = _generate_batch(scorer, src, slen, own, cfg, draws, tids, stats)
+        res = _generate_batch(scorer, src, slen, own, cfg, draws, tids, stats, penalty)
         for t, seq in zip(tids.tolist(), res):
             out[t] = seq
         if progress:
@@ -265,7 +269,7 @@ class _Rows:
         return len(self.lens)
 
 
-def _generate_batch(scorer, src, slen, own_all, cfg, draws, tids, stats):
+def _generate_batch(scorer, src, slen, own_all, cfg, draws, tids, stats, penalty=None):
     B, L = len(tids), cfg.max_len
     dev = src.device
     sid = (tids // cfg.m).to(dev)
@@ -303,7 +307,7 @@ def _generate_batch(scorer, src, slen, own_all, cfg, draws, tids, stats):
     retire(~((st.lens < L) & has_target))
     pick = torch.zeros(len(st), dtype=torch.long, device=dev)
     if len(st):
-        _, pick = _pass(scorer, cfg, st, provisional=None)           # scores(prefix) -> first pick
+        _, pick = _pass(scorer, cfg, st, None, penalty)              # scores(prefix) -> first pick
         retire(pick == 0)                                            # 0 = empty pool
         pick = pick[pick > 0]
     cols = torch.arange(Lmax + 1, device=dev)
@@ -312,7 +316,7 @@ def _generate_batch(scorer, src, slen, own_all, cfg, draws, tids, stats):
         st.ctx[torch.arange(len(st), device=dev), st.lens] = pick
         st.lens += 1
         stats.steps_tried += len(st)
-        ok, nxt = _pass(scorer, cfg, st, provisional=pick)
+        ok, nxt = _pass(scorer, cfg, st, pick, penalty)
         n_ok = int(ok.sum())
         stats.accepted += n_ok
         stats.rejected_fidelity += len(st) - n_ok
@@ -329,7 +333,7 @@ def _generate_batch(scorer, src, slen, own_all, cfg, draws, tids, stats):
     return [row[:n] for row, n in zip(out_ctx.tolist(), out_len.tolist())]
 
 
-def _pass(scorer, cfg, st, provisional):
+def _pass(scorer, cfg, st, provisional, penalty=None):
     """One forward pass for the rows of ``st``: the fidelity test of the last item (when
     ``provisional`` ``[A]`` is given: the item just appended) and the next pick.
 
@@ -343,6 +347,8 @@ def _pass(scorer, cfg, st, provisional):
       (ascending ids: the first maximum is the lowest id); all-items pool = the best of the top
       values (lowest id among equal values; a chunk whose whole top-k ties falls back to max).
 
+    With a ``penalty`` the pick runs on a second stream of penalised scores (own pool and all items);
+    the fidelity test keeps the raw scores.
     The item dimension runs in chunks under ``cfg.memory_mb``; chunk results merge exactly.
     Returns (accepted ``[A]`` bool, next pick ``[A]`` long, 0 = empty pool).
     """
@@ -360,7 +366,7 @@ def _pass(scorer, cfg, st, provisional):
     greedy = cfg.decoding == 'greedy'
     k = max(k_tau, 1 if greedy else cfg.top_k)
     chunk = _chunk_size(A, N, cfg.memory_mb)
-    own_s = ctx_s = top_v = top_i = None
+    own_s = ctx_s = top_v = top_i = pick_v = pick_i = None
     best_val = torch.full((A,), neg, device=dev)
     best_idx = torch.zeros(A, dtype=torch.long, device=dev)
     for lo in range(0, N, chunk):
@@ -385,14 +391,20 @@ def _pass(scorer, cfg, st, provisional):
             s[r, c[r, j]] = neg
         v, i = s.topk(min(k, C), dim=1)                              # [A, k'] order among ties unspecified
         i = i + lo
+        if penalty is None:
+            ps, pv, pi = s, v, i                                     # the pick stream is the raw one
+        else:
+            ps = s - penalty[lo:hi]                                  # context items stay -inf
+            pv, pi = ps.topk(min(2 if greedy else cfg.top_k, C), dim=1)
+            pi = pi + lo
         if greedy:
-            first = torch.where(v == v[:, :1], i, N).amin(1)         # lowest id among the chunk's maxima
-            tied = v[:, -1] == v[:, 0]
-            if v.shape[1] > 1 and bool(tied.any()):                  # all k tie: exact arg-max of those rows
+            first = torch.where(pv == pv[:, :1], pi, N).amin(1)      # lowest id among the chunk's maxima
+            tied = pv[:, -1] == pv[:, 0]
+            if pv.shape[1] > 1 and bool(tied.any()):                 # all k tie: exact arg-max of those rows
                 rows = tied.nonzero(as_tuple=True)[0]
-                first[rows] = s[rows].max(1).indices + lo
-            better = v[:, 0] > best_val                              # strict: earlier chunk wins ties
-            best_val = torch.where(better, v[:, 0], best_val)
+                first[rows] = ps[rows].max(1).indices + lo
+            better = pv[:, 0] > best_val                             # strict: earlier chunk wins ties
+            best_val = torch.where(better, pv[:, 0], best_val)
             best_idx = torch.where(better, first, best_idx)
         if top_v is None:
             top_v, top_i = v, i
@@ -400,6 +412,13 @@ def _pass(scorer, cfg, st, provisional):
             cv, ci = torch.cat([top_v, v], 1), torch.cat([top_i, i], 1)
             top_v, o = _stable_topk(cv, ci, k)
             top_i = ci.gather(1, o)
+        if penalty is not None and not greedy:
+            if pick_v is None:
+                pick_v, pick_i = pv, pi
+            else:
+                cv, ci = torch.cat([pick_v, pv], 1), torch.cat([pick_i, pi], 1)
+                pick_v, o = _stable_topk(cv, ci, cfg.top_k)
+                pick_i = ci.gather(1, o)
     if do_test:
         bt = own_s.masked_fill(~st.target, neg).amax(1, keepdim=True)  # [A, 1] best remaining target
         above = (top_v[:, :k_tau] > bt).sum(1) + ((ctx_s > bt) & st.first[:, :Lc]).sum(1)
@@ -407,7 +426,8 @@ def _pass(scorer, cfg, st, provisional):
     else:
         ok = torch.ones(A, dtype=torch.bool, device=dev)
     pool = st.target if provisional is None else st.target & (st.own != provisional.unsqueeze(1))
-    own_v = own_s.masked_fill(~pool, neg)                             # [A, K] own pool, ascending ids
+    own_p = own_s if penalty is None else own_s - penalty[st.own]
+    own_v = own_p.masked_fill(~pool, neg)                             # [A, K] own pool, ascending ids
     if greedy:
         v, i = own_v.max(1)
         own_pick = torch.where(v > neg, st.own.gather(1, i.unsqueeze(1)).squeeze(1), 0)
@@ -417,8 +437,9 @@ def _pass(scorer, cfg, st, provisional):
         kk = cfg.top_k
         ov, oi = _stable_topk(own_v, st.own, kk)
         oi = st.own.gather(1, oi)
-        av, ai = _stable_topk(top_v, top_i, kk)
-        ai = top_i.gather(1, ai)
+        sv, si = (top_v, top_i) if penalty is None else (pick_v, pick_i)
+        av, ai = _stable_topk(sv, si, kk)
+        ai = si.gather(1, ai)
         ov, oi = _pad_cols(ov, kk, neg), _pad_cols(oi, kk, 0)
         av, ai = _pad_cols(av, kk, neg), _pad_cols(ai, kk, 0)
         vals = torch.where(use_own.unsqueeze(1), ov, av)
@@ -464,7 +485,7 @@ def _sample_from_topk(vals, idx, temperature, u):
 # ----------------------------------------------------------------------------- reference loop
 
 @torch.no_grad()
-def generate_reference(scorer, sources, cfg: GenConfig, draws: Draws = None):
+def generate_reference(scorer, sources, cfg: GenConfig, draws: Draws = None, penalty=None):
     """The same rules as :func:`generate_batched`, one trajectory and one item at a time.
 
     Written for reading, not speed: Python sets for the pool, the context and the target; one
@@ -496,11 +517,12 @@ def generate_reference(scorer, sources, cfg: GenConfig, draws: Draws = None):
             pool = sorted(pool - set(ctx))
             if not pool:
                 break
+            pick = scores if penalty is None else scores - penalty       # what the pick ranks by
             if cfg.decoding == 'greedy':
-                item = max(pool, key=lambda i: (float(scores[i]), -i))
+                item = max(pool, key=lambda i: (float(pick[i]), -i))
             else:
-                ranked = sorted(pool, key=lambda i: (-float(scores[i]), i))[:cfg.top_k]
-                vals = torch.stack([scores[i] for i in ranked])
+                ranked = sorted(pool, key=lambda i: (-float(pick[i]), i))[:cfg.top_k]
+                vals = torch.stack([pick[i] for i in ranked])
                 idx = torch.tensor(ranked, device=dev)
                 item = int(_sample_from_topk(vals.unsqueeze(0), idx.unsqueeze(0), cfg.temperature,
                                              draws.uniform[t, step].view(1).to(dev))[0])
