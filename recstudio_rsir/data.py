@@ -362,8 +362,8 @@ def write_atomic(seqs, folder, name):
     return path
 
 
-EMBEDDED = {'embedded': (lambda seed: make_embedded(seed), 'embedded synthetic dataset'),
-            'miniature': (lambda seed: make_miniature(seed), 'candidate miniature of Amazon Beauty/Toys')}
+EMBEDDED = {'embedded': (make_embedded, 'embedded synthetic dataset'),
+            'miniature': (make_miniature, 'candidate miniature of Amazon Beauty/Toys')}
 ACCEPTED = ('embedded[:SEED], miniature[:SEED], a sequence file (.txt/.gz), a .csv/.tsv file, a folder holding '
             'one <name>.inter file, or a RecStudio dataset name')
 

@@ -2,6 +2,7 @@
 one line (hand-written corpus and random fuzz), a damaged run folder gives identical results or one
 line, kills resume to identical results, a failed start does not block the corrected command, one
 writer per run folder.  The cases live in benchmarks/reliability.py, which runs the full version."""
+import functools
 import os
 import subprocess
 import sys
@@ -12,33 +13,13 @@ import pytest
 from benchmarks import reliability as R
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ['--epochs', '2', '--patience', '2', '--batch_size', '128', '--num_negatives', '32',
-        '--model.embed_dim', '16', '--model.hidden_size', '32', '--model.layer_num', '1', '--num_threads', '1',
-        '--rsir.m', '2', '--quiet']
-
-
-class Payload:
-    """Unpickling this creates the folder ``marker``: proof that code ran."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (self.marker,))
-
-
-def _run(data, out, *extra):
-    return subprocess.run([sys.executable, 'run_recstudio.py', '-m', 'SASRec', '-d', data, '--output', str(out),
-                           *TINY, *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+# run_recstudio.py -m SASRec -d DATA --output OUT, tiny settings, then EXTRA
+_run = functools.partial(R.run_cli, timeout=600)
 
 
 def _one_line_error(r, *words):
-    assert r.returncode == 2, (r.stdout[-500:], r.stderr[-2000:])
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith('error: ')]
-    assert len(lines) == 1 and r.stderr.rstrip().splitlines()[-1] == lines[0], r.stderr[-2000:]
-    assert 'Traceback' not in r.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
+    why = R.error_line(r.returncode, r.stderr, words)      # exit 2, one `error:` line (the last), no traceback
+    assert why is None, why
 
 
 @pytest.fixture(scope='module')
@@ -99,7 +80,7 @@ def test_synthetic_rows_are_never_unpickled(tmp_path):
     from recstudio_rsir.errors import UserError
     p = tmp_path / 'synthetic.npz'
     marker = tmp_path / 'pwned'
-    np.savez(p, items=np.array([Payload(str(marker))], dtype=object), offsets=np.array([0, 1]))
+    np.savez(p, items=np.array([R.Payload(str(marker))], dtype=object), offsets=np.array([0, 1]))
     with pytest.raises(UserError, match='damaged'):
         load_sequences(str(p))
     assert not marker.exists()

@@ -151,6 +151,7 @@ class RSIRAugmenter(Augmenter):
         import numpy as np
         import torch
         from .. import config as C
+        from ..analysis.stats import item_counts
         from .generation import GenConfig, ModelScorer, filter_sequences, generate_batched, predraw
         max_seq_len = int(ctx.config['data']['max_seq_len'])
         gcfg = GenConfig.from_rsir(ctx.config['rsir'], max_seq_len, C.tau_value(ctx.config['rsir']))
@@ -168,7 +169,7 @@ class RSIRAugmenter(Augmenter):
         draws = predraw(gen_sources, g)
         penalty = None
         if float(r.get('popularity_penalty', 0.0)) > 0:      # popularity-aware picks (beyond the paper)
-            counts = np.bincount([i for s in ctx.real_train for i in s], minlength=ctx.num_items)[:ctx.num_items]
+            counts = item_counts(ctx.real_train, ctx.num_items)
             penalty = float(r['popularity_penalty']) * torch.log1p(torch.as_tensor(counts, dtype=torch.float32))
             penalty = penalty.to(ctx.device)
         trajectories, stats = generate_batched(scorer, gen_sources, g, draws, progress=bar.update if bar else None,

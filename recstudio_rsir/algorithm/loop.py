@@ -323,7 +323,7 @@ def checkpoint_path(rdir, metrics):
             cand = os.path.join(allowed, *parts[i:])    # its tail inside this run's folder
             if parts[i:] and os.path.isfile(cand):
                 return cand
-    return _confined(old, rdir)
+    return _confined(old, rdir, allowed)
 
 
 def _run_tree(rdir):
@@ -341,9 +341,10 @@ def _inside(path, folder):
     return os.path.commonpath([real, top]) == top
 
 
-def _confined(path, rdir):
-    """``path`` if it lies inside :func:`_run_tree` of round folder ``rdir``, else a one-line UserError."""
-    allowed = _run_tree(rdir)
+def _confined(path, rdir, allowed=None):
+    """``path`` if it lies inside ``allowed`` (default :func:`_run_tree` of round folder ``rdir``), else a
+    one-line UserError."""
+    allowed = allowed or _run_tree(rdir)
     if not _inside(path, allowed):
         raise UserError(f"{os.path.join(rdir, 'metrics.json')}: its checkpoint {path} lies outside the run folder "
                         f'{allowed}; delete {rdir} and re-run the command to train it again')
