@@ -19,6 +19,7 @@ the command line runs in the constructor, with the same one-line :class:`~recstu
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
@@ -26,7 +27,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 import torch
 
 from . import config as C
-from . import host, models
+from . import distributed, host, models
 from .errors import UserError
 from .records import RoundResult, RunLayout, RunResult
 
@@ -146,9 +147,11 @@ class SelfImprovingTrainer:
         if os.path.exists(root) and not os.path.isdir(root):
             raise UserError(f'--output {root}: is a file; accepted: a folder (new, or one this command wrote)')
         fresh, loaded = not os.path.exists(root), False
+        dist, _ = distributed.setup(loop.resolve_device(self.config['train']['device']))
         try:
-            with run_lock(root):
-                remove_stale_temporaries(root)
+            with run_lock(root) if dist.is_main else contextlib.nullcontext():   # torchrun: rank 0 writes
+                if dist.is_main:
+                    remove_stale_temporaries(root)
                 ex = self.experiment              # reads and checks the data
                 loaded = True
                 self.result = loop.run(self.config, progress=self.progress, callbacks=self.callbacks,
@@ -157,7 +160,7 @@ class SelfImprovingTrainer:
             raise UserError(f'--output {root}: cannot write there ({e.strerror}); accepted: a writable folder') \
                 from None
         except UserError:
-            if fresh and not loaded:              # a failed start leaves nothing to block the fixed command
+            if fresh and not loaded and dist.is_main:   # a failed start leaves nothing to block the fixed command
                 self._experiment = None
                 shutil.rmtree(root, ignore_errors=True)
             raise

@@ -7,10 +7,34 @@ import re
 import tempfile
 from contextlib import contextmanager
 
+_WRITER = True      # False in the processes of a torchrun job other than rank 0
+
+
+def set_writer(flag: bool) -> None:
+    """Whether this process writes the run's files (:mod:`recstudio_rsir.distributed`: rank 0 only).
+    A process that does not write still runs every step; what it would write goes to a private
+    temporary folder and is thrown away."""
+    global _WRITER
+    _WRITER = bool(flag)
+
+
+def is_writer() -> bool:
+    return _WRITER
+
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path in the same folder; rename it to ``path`` only on success."""
+    """Yield a temporary path in the same folder; rename it to ``path`` only on success.  In a
+    process that does not write (:func:`set_writer`) the path lies in a private temporary folder
+    that is removed afterwards."""
+    if not _WRITER:
+        scratch = tempfile.mkdtemp(prefix='rsir-rank-')
+        try:
+            yield os.path.join(scratch, os.path.basename(path))
+        finally:
+            import shutil
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)

@@ -83,6 +83,8 @@ def run_main(argv):
     trainer = SelfImprovingTrainer.from_config(cfg, progress=not known.quiet)
     _set_threads(trainer.config)
     results = trainer.fit()
+    if _rank() > 0:                                   # torchrun: rank 0 prints the table
+        return 0
     print()
     print(f"{cfg['model_name']} on {results.dataset}, augment={cfg['augment']}, seed {cfg['train']['seed']}, "
           f"device {results.device}, RecStudio flavour {results.flavour} "
@@ -90,6 +92,19 @@ def run_main(argv):
     print(results.table())
     print(f"results: {trainer.layout.results}")
     return 0
+
+
+def _rank():
+    """This process's rank under torchrun (0 otherwise)."""
+    return int(os.environ.get('RANK', '0'))
+
+
+def _one_process(command):
+    """Suites, grids and matrices run many runs in one folder; under torchrun only ``run`` is served."""
+    from . import distributed
+    if distributed.launched():
+        raise UserError(f'{command} under torchrun: not supported (torchrun runs one run: run_recstudio.py -m ... '
+                        f'-d ...); start {command} without torchrun')
 
 
 def _set_threads(cfg):
@@ -107,6 +122,7 @@ def check_run(cfg):
 
 def grid_main(cfg, known, fixed, top, axes):
     """A flag given as a comma list runs every combination (round 0 trained once) into one folder."""
+    _one_process('a grid (an option given as a comma list)')
     from .algorithm import loop
     from .analysis import report, suite as S
     if cfg['augment'] == 'none':
@@ -146,6 +162,7 @@ def suite_main(argv):
     p.add_argument('--seeds', help='comma list overriding the file\'s seeds')
     p.add_argument('--methods', help='comma list: run only these methods now (and base); e.g. in two shells')
     a, flags, seeds_flag = _multi_run_args(p, argv)
+    _one_process('rsir suite')
     from .analysis import report, suite as S
     common, methods, seeds, out = S.load_suite(a.file)
     seeds = seeds_flag or seeds
@@ -165,6 +182,7 @@ def matrix_main(argv):
     p.add_argument('--seeds', default='2022')
     p.add_argument('--config')
     a, flags, seeds = _multi_run_args(p, argv)
+    _one_process('rsir matrix')
     from . import models as M
     from .algorithm import loop
     from .analysis import report, suite as S
@@ -216,7 +234,7 @@ def _setup_logging():
         h.setFormatter(logging.Formatter('%(message)s'))
         h._rsir = True
         log.addHandler(h)
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.INFO if _rank() == 0 else logging.WARNING)     # torchrun: rank 0 reports
     logging.getLogger('recstudio').setLevel(logging.ERROR)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional
 
 from .errors import UserError
@@ -211,6 +211,7 @@ class RunResult:
     rounds: List[RoundResult]
     wall_seconds: float
     output: Optional[str] = None
+    processes: int = 1           # torchrun processes that ran it (older files: 1)
 
     def to_dict(self) -> Dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ('rounds', 'output')}
@@ -222,7 +223,8 @@ class RunResult:
         if not isinstance(d, dict) or not isinstance(d.get('rounds'), list):
             raise UserError(f'{where}: not a results file of this plugin (no `rounds` list)')
         try:
-            kw = {f.name: d[f.name] for f in fields(cls) if f.name not in ('rounds', 'output')}
+            kw = {f.name: d[f.name] for f in fields(cls) if f.name not in ('rounds', 'output')
+                  and (f.name in d or f.default is MISSING)}
         except KeyError as e:
             raise UserError(f'{where}: missing key {e}; the file is damaged (re-run the command that wrote it)') \
                 from None

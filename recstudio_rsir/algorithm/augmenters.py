@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ..errors import UserError
+from ..distributed import SINGLE, Dist
 
 
 @dataclass
@@ -45,6 +46,8 @@ class AugmentContext:
                  None when the augmenter says ``uses_model = False``.
     config:      the resolved run configuration (groups ``rsir``, ``aug``, ...).
     seed:        a seed for this round (``aug.seed + 1000 * round``).
+    dist:        the processes of a torchrun job (:mod:`recstudio_rsir.distributed`); an augmenter
+                 may deal its work out over them, and must return the same rows on every rank.
     """
     round: int
     sources: List[List[int]]
@@ -58,6 +61,7 @@ class AugmentContext:
     device: Any = None
     fiid: str = 'item_id'
     progress: bool = False
+    dist: Dist = SINGLE
 
 
 @dataclass
@@ -173,7 +177,7 @@ class RSIRAugmenter(Augmenter):
             penalty = float(r['popularity_penalty']) * torch.log1p(torch.as_tensor(counts, dtype=torch.float32))
             penalty = penalty.to(ctx.device)
         trajectories, stats = generate_batched(scorer, gen_sources, g, draws, progress=bar.update if bar else None,
-                                               penalty=penalty)
+                                               penalty=penalty, dist=ctx.dist)
         if bar:
             bar.close()
         existing = ctx.existing if r.get('dedup', 'all') == 'all' else []

@@ -15,7 +15,7 @@ import torch
 
 from .. import config as C
 from .. import data as D
-from .. import host, models
+from .. import distributed, host, models
 from . import training
 from ..analysis.stats import apen_summary, synthetic_diagnostics
 from ..atomic import atomic_path, check_digest, file_digest, read_json, write_json, write_text
@@ -41,7 +41,7 @@ def default_output(cfg):
 def resolve_device(name):
     if str(name).startswith('cuda') and not torch.cuda.is_available():
         raise UserError(f'--device {name}: CUDA is not available on this machine; use --device cpu')
-    return torch.device(name)
+    return str(name)
 
 
 def save_sequences(path, seqs, origin):
@@ -75,7 +75,9 @@ class Experiment:
     def __init__(self, cfg, out):
         self.cfg = cfg
         self.out = out
-        self.device = resolve_device(cfg['train']['device'])
+        self.dist, self.device = distributed.setup(resolve_device(cfg['train']['device']))
+        if not self.dist.is_main:
+            self.dist.barrier()          # rank 0 converts the data and checks the options first
         self.max_seq_len = int(cfg['data']['max_seq_len'])
         name, folder, self.dataset_desc = D.resolve_dataset(str(cfg['dataset']), RunLayout(out).dataset_dir,
                                                              host.named_dataset_file)
@@ -90,6 +92,8 @@ class Experiment:
         models.check_model_builds(lambda: self.new_model(self.splits([])[0]), cfg['model_name'], cfg['model'])
         write_text(RunLayout(out).item_tokens,
                    '\n'.join(map(str, self.pristine.field2tokens[self.pristine.fiid])) + '\n')
+        if self.dist.is_main:
+            self.dist.barrier()
 
     def splits(self, synthetic):
         return host.build(self.pristine, synthetic)
@@ -129,6 +133,8 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
     os.makedirs(out, exist_ok=True)
     t_all = time.time()
     ex = experiment or Experiment(cfg, out)          # reads and checks the data first
+    dist = ex.dist
+    progress = progress and dist.is_main             # one process prints
     write_text(lay.config, C.dump(cfg))              # then the config that later runs are checked against
     rounds = int(cfg['rsir']['rounds']) if aug is not None else 0
     log.info('dataset: %s (%d users, %d items); model %s; %s; device %s', ex.dataset_desc, len(ex.real_train),
@@ -141,6 +147,7 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
     pop = None
     teacher = Teacher(cfg, out, ex, progress) if aug is not None and aug.uses_model and C.uses_teacher(cfg) else None
     for k in range(rounds + 1):
+        dist.barrier()                               # every rank sees the folder as rank 0 left it
         os.makedirs(lay.round_dir(k), exist_ok=True)
         gen_info = None
         if k > 0:
@@ -164,7 +171,7 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
                 gen_info['diagnostics'] = synthetic_diagnostics(new, [sources[i] for i in origin], ex.real_train,
                                                                 ex.num_items)
                 save_sequences(lay.synthetic(k), new, origin)
-                gen_info['artifacts'] = {'synthetic.npz': file_digest(lay.synthetic(k))}
+                gen_info['artifacts'] = dist.on_main(lambda: {'synthetic.npz': file_digest(lay.synthetic(k))})
                 write_json(lay.generation(k), gen_info)
             log.info(gen_info.get('summary') or f'round {k} {cfg["augment"]}: kept {len(new)} rows')
             synthetic = synthetic + new
@@ -192,7 +199,7 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
     results = RunResult(model=cfg['model_name'], dataset=ex.dataset_desc, augment=cfg['augment'],
                         fidelity=cfg['rsir']['fidelity'] if cfg['augment'] == 'rsir' else None,
                         seed=cfg['train']['seed'], device=str(ex.device), flavour=host.flavour(), popularity=pop,
-                        rounds=rows, wall_seconds=time.time() - t_all, output=out)
+                        rounds=rows, wall_seconds=time.time() - t_all, output=out, processes=dist.world)
     write_json(lay.results, results.to_dict())
     return results
 
@@ -205,7 +212,7 @@ def augment_round(aug, ex, model, sources, synthetic, k, progress):
     ctx = AugmentContext(round=k, sources=sources, real_train=ex.real_train, existing=ex.real_train + synthetic,
                          num_items=ex.num_items, max_len=int(cfg['rsir']['max_len'] or ex.max_seq_len), config=cfg,
                          seed=int(cfg['aug']['seed']) + 1000 * k, model=model, device=ex.device,
-                         fiid=ex.pristine.fiid, progress=progress)
+                         fiid=ex.pristine.fiid, progress=progress, dist=ex.dist)
     t0 = time.time()
     out = check_output(cfg['augment'], aug.augment(ctx), ctx)
     info = dict(out.info)
@@ -276,7 +283,7 @@ def train_or_load(ex, splits, rdir, k, progress, label=None, tensorboard=None, r
         model.load_state_dict(training.load_checkpoint(ckpt)['model'])
         return model, res
     label = label or f'round {k}'
-    board = _Board(tensorboard)
+    board = _Board(tensorboard if ex.dist.is_main else None)
 
     def show(rec):
         board.add(rec)
@@ -285,13 +292,13 @@ def train_or_load(ex, splits, rdir, k, progress, label=None, tensorboard=None, r
             print(f'  {label} epoch {rec["epoch"]:3d} loss {rec["loss"]:.4f} {v} ({rec["seconds"]:.1f}s)', flush=True)
     try:
         summary = training.fit(model, train, val, ex.cfg['train'], os.path.join(rdir, 'model'), ex.device, show,
-                               data=data)
+                               data=data, dist=ex.dist)
     finally:
         board.close()
     ebs = ex.cfg['train']['eval_batch_size']
     res = {'round': k, 'model': ex.cfg['model_name'],
-           'val': training.evaluate(model, val, ex.num_items, ebs, ex.device),
-           'test': training.evaluate(model, test, ex.num_items, ebs, ex.device),
+           'val': training.evaluate(model, val, ex.num_items, ebs, ex.device, dist=ex.dist),
+           'test': training.evaluate(model, test, ex.num_items, ebs, ex.device, dist=ex.dist),
            'train': {kk: v for kk, v in summary.items() if kk != 'history'},
            'history': summary['history'],
            'checkpoint_in_round': os.path.relpath(summary['checkpoint'], rdir),

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .. import host
 from ..errors import UserError
 from ..atomic import atomic_path
+from ..distributed import SINGLE
 
 log = logging.getLogger('recstudio_rsir')
 
@@ -66,21 +67,28 @@ def mask_history(scores, user_hist):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, num_items, batch_size=256, device='cpu', ks=KS):
-    """Full-ranking leave-one-out metrics of ``model`` on a RecStudio val/test split."""
+def evaluate(model, dataset, num_items, batch_size=256, device='cpu', ks=KS, dist=SINGLE):
+    """Full-ranking leave-one-out metrics of ``model`` on a RecStudio val/test split.  With several
+    processes (``dist``) the batches are dealt out over the ranks and the sums all-reduced; every
+    rank returns the same numbers."""
     was_training = model.training
     model.eval()
     item_vecs = host.item_vectors(model, num_items)
-    sums, n = {}, 0
-    for batch in dataset.eval_loader(batch_size=batch_size, num_workers=0):
+    sums, n = {f'{m}@{k}': 0.0 for k in ks for m in ('recall', 'ndcg')}, 0
+    for i, batch in enumerate(dataset.eval_loader(batch_size=batch_size, num_workers=0)):
+        if not dist.mine(i):
+            continue
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         q = host.encode_last(model, batch)
         scores = mask_history(host.item_scores(model, q, num_items, item_vecs), batch['user_hist'])
         for k, v in rank_metrics(scores, batch[dataset.fiid], ks).items():
-            sums[k] = sums.get(k, 0.0) + float(v.sum())
+            sums[k] += float(v.sum())
         n += len(q)
     model.train(was_training)
-    return {k: v / max(n, 1) for k, v in sums.items()} | {'users': n}
+    keys = list(sums)
+    *totals, n = dist.all_sum([sums[k] for k in keys] + [n])
+    n = int(n)
+    return {k: v / max(n, 1) for k, v in zip(keys, totals)} | {'users': n}
 
 
 @torch.no_grad()
@@ -122,17 +130,23 @@ def pair_logits(model, h, cand):
     return model.score_func(h, cand.unsqueeze(1).expand(-1, L, -1, -1))
 
 
-def user_regime_loss(model, batch, fiid, num_items, num_negatives, gen):
+def user_regime_loss(model, batch, fiid, num_items, num_negatives=None, gen=None, neg=None, denom=None):
     """Sampled-softmax loss over every position of one-row-per-user batches.
 
     Args:
         batch: ``in_<fiid>`` ``[B, L]`` inputs and ``<fiid>`` ``[B, L]`` next-item targets (0 = pad).
-        gen: ``torch.Generator`` (CPU) for the negatives, so that resume is exact.
+        gen: ``torch.Generator`` (CPU) for ``num_negatives`` negatives per row, so that resume is
+            exact; or ``neg`` ``[B, K]``: the negatives drawn by the caller.
+        denom: what the summed loss is divided by (default: this batch's target positions); with
+            several processes, the global batch's positions / the number of processes, so that
+            the gradients averaged over the processes are the one-process gradient.
     """
     inp, tgt = batch['in_' + fiid], batch[fiid]
     B = inp.shape[0]
     h = host.encode_all(model, batch)                                         # [B, L, D]
-    neg = torch.randint(1, num_items, (B, num_negatives), generator=gen).to(inp.device)  # [B, K]
+    if neg is None:
+        neg = torch.randint(1, num_items, (B, num_negatives), generator=gen)
+    neg = neg.to(inp.device)                                                  # [B, K]
     vecs = model.item_encoder.weight if isinstance(model.item_encoder, torch.nn.Embedding) else None
     if vecs is None:
         vecs = host.item_vectors(model, num_items)
@@ -148,8 +162,24 @@ def user_regime_loss(model, batch, fiid, num_items, num_negatives, gen):
         logits = logits / temp
     valid = tgt > 0
     loss = -F.log_softmax(logits, -1)[..., 0]
-    loss = (loss * valid).sum() / valid.sum().clamp(min=1)
-    return loss
+    return (loss * valid).sum() / (valid.sum().clamp(min=1) if denom is None else denom)
+
+
+class TrainStep(torch.nn.Module):
+    """One training step's loss as a module.  ``DistributedDataParallel`` hooks ``forward``, while
+    RecStudio models are trained through other methods (``training_step``, their encoders), so the
+    step is what gets wrapped.  ``forward(batch, neg, denom)`` -> (loss, auxiliary term or None)."""
+
+    def __init__(self, model, regime, fiid, num_items):
+        super().__init__()
+        self.model, self.regime, self.fiid, self.num_items = model, regime, fiid, num_items
+
+    def forward(self, batch, neg=None, denom=None):
+        if self.regime == 'user':
+            loss = user_regime_loss(self.model, batch, self.fiid, self.num_items, neg=neg, denom=denom)
+            return loss, host.auxiliary_loss(self.model, batch)     # e.g. CL4SRec's contrastive term
+        loss = self.model.training_step(batch)
+        return (loss['loss'] if isinstance(loss, dict) else loss), None
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -206,11 +236,13 @@ def load_checkpoint(path, map_location='cpu'):
                         'the command, or pass a checkpoint written by this plugin') from None
 
 
-def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, data=None):
+def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, data=None, dist=SINGLE):
     """Train ``model`` with early stopping on validation NDCG@20; resume from ``folder`` if a
     checkpoint is there.  Leaves the best weights loaded in ``model`` and returns a summary dict.
     ``data``: a record of the training rows (JSON-able, e.g. their count and hash) kept in the
     training state; resuming with other rows is a one-line error instead of a model of mixed data.
+    ``dist``: the processes of a torchrun job (:mod:`recstudio_rsir.distributed`): each trains on
+    its slice of every global batch under ``DistributedDataParallel``; rank 0 writes the files.
 
     cfg keys: regime, epochs, learning_rate, weight_decay, patience, eval_every, num_negatives,
     batch_size, eval_batch_size, seed.
@@ -236,36 +268,50 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
         start_epoch, best, best_epoch, bad = st['epoch'] + 1, st['best_score'], st['best_epoch'], st['bad_epochs']
         history, seconds = st['history'], st['seconds']
         log.info('resuming training at epoch %d (best val ndcg@20 %.4f at epoch %d)', start_epoch, best, best_epoch)
+    dist.barrier()                     # every rank has read the folder before rank 0 writes to it
 
     metric = cfg.get('val_metric', 'ndcg@20')
-    regime = cfg['regime']
+    regime, fiid = cfg['regime'], train_data.fiid
+    step = TrainStep(model, regime, fiid, num_items)
+    if dist.active:                    # gradients all-reduced and averaged over the ranks
+        step = torch.nn.parallel.DistributedDataParallel(
+            step, device_ids=[device] if torch.device(device).type == 'cuda' else None, find_unused_parameters=True)
     for epoch in range(start_epoch, cfg['epochs']):
         t0 = time.time()
+        if dist.active:                # rank 0's RNG states on every rank: the same shuffle everywhere
+            _set_rng_state(dist.broadcast(_rng_state(gen)), gen)
         model.train()
         total, aux_total, nb = 0.0, 0.0, 0
         for batch in train_data.train_loader(batch_size=cfg['batch_size'], shuffle=True, num_workers=0):
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            B = len(batch[fiid])
+            if B < dist.world:         # a last global batch too small to give every rank a row
+                continue
+            neg, denom = None, None
+            if regime == 'user':       # drawn for the global batch: the same negatives on any number of ranks
+                neg = torch.randint(1, num_items, (B, cfg['num_negatives']), generator=gen)
+                if dist.active:
+                    denom = (batch[fiid] > 0).sum().clamp(min=1).to(device) / dist.world
+            local = dist.shard({**batch, '_neg': neg} if neg is not None else batch)
+            neg = local.pop('_neg', None)
+            local = {k: v.to(device) if torch.is_tensor(v) else v for k, v in local.items()}
             opt.zero_grad()
-            if regime == 'user':
-                loss = user_regime_loss(model, batch, train_data.fiid, num_items, cfg['num_negatives'], gen)
-                extra = host.auxiliary_loss(model, batch)       # e.g. CL4SRec's contrastive term
-                if extra is not None:
-                    loss = loss + extra
-                    aux_total += float(extra.detach())
-            else:
-                loss = model.training_step(batch)
-                loss = loss['loss'] if isinstance(loss, dict) else loss
+            loss, extra = step(local, neg, denom)
+            if extra is not None:
+                loss = loss + extra
+                aux_total += float(extra.detach())
             loss.backward()
             opt.step()
             total += float(loss.detach())
             nb += 1
+        if dist.active:                # the mean over the ranks is the global batch's loss
+            total, aux_total = (x / dist.world for x in dist.all_sum([total, aux_total]))
         train_s = time.time() - t0
         rec = {'epoch': epoch, 'loss': total / max(nb, 1), 'train_seconds': train_s}
         if aux_total:
             rec['aux_loss'] = aux_total / max(nb, 1)          # the weighted extra term inside 'loss'
         last = epoch == cfg['epochs'] - 1
         if (epoch + 1) % cfg.get('eval_every', 1) == 0 or last:
-            val = evaluate(model, val_data, num_items, cfg.get('eval_batch_size', 256), device)
+            val = evaluate(model, val_data, num_items, cfg.get('eval_batch_size', 256), device, dist=dist)
             rec.update({f'val_{k}': v for k, v in val.items() if k != 'users'})
             if val[metric] > best:
                 best, best_epoch, bad = val[metric], epoch, 0
@@ -284,8 +330,10 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
         if stop:
             break
 
+    dist.barrier()
     if not os.path.exists(best_path):  # no validation happened (epochs == 0)
         _save({'model': model.state_dict(), 'epoch': -1, 'val': {}}, best_path)
+    dist.barrier()                     # rank 0's best.pt is in place for every rank
     model.load_state_dict(load_checkpoint(best_path)['model'])
     epochs_run = len(history)
     summary = {'best_epoch': best_epoch, 'best_val_' + metric: best, 'epochs_run': epochs_run,
