@@ -47,6 +47,7 @@ DEFAULTS = {
         'seed': 2022,
         'device': 'cpu',
         'num_threads': None,      # default: the number of CPU cores
+        'synthetic_weight': 1.0,  # user regime: loss weight of the augmented (training-only) rows, real rows 1
     },
     'rsir': {
         'rounds': 1,              # K: number of generate-and-retrain rounds after round 0
@@ -222,9 +223,12 @@ def validate(cfg):
            'a list of module names')
     import_plugins(plugins)
     accepted = ['none'] + augmenter_names()
-    if not isinstance(cfg['augment'], str) or cfg['augment'] not in accepted:
-        raise UserError(f"augment: {cfg['augment']!r} is not one of {', '.join(accepted)} (a module that registers "
-                        'augmenters is loaded with --plugins MODULE)')
+    a = cfg['augment']
+    parts = [x.strip() for x in a.split('+')] if isinstance(a, str) else [a]
+    if not isinstance(a, str) or (a not in accepted and (len(parts) < 2 or len(set(parts)) < len(parts) or
+                                                          any(x not in accepted[1:] for x in parts))):
+        raise UserError(f"augment: {a!r} is not one of {', '.join(accepted)}, or two or more of them joined by + "
+                        '(e.g. rsir+reorder); a module that registers augmenters is loaded with --plugins MODULE')
     for path, allowed in CHOICES.items():
         parent = cfg
         for p in path[:-1]:
@@ -267,6 +271,10 @@ def validate(cfg):
            t['num_threads'], 'null or an integer >= 1')
     _check(_is_int(t['batch_size']) and t['batch_size'] >= 1, 'train.batch_size', t['batch_size'], 'an integer >= 1')
     _check(_is_int(t['patience']) and t['patience'] >= 1, 'train.patience', t['patience'], 'an integer >= 1')
+    _check(_is_number(t['synthetic_weight']) and 0 <= t['synthetic_weight'] < float('inf'), 'train.synthetic_weight',
+           t['synthetic_weight'], 'a finite number >= 0')
+    _check(t['synthetic_weight'] == 1 or t['regime'] == 'user', 'train.synthetic_weight', t['synthetic_weight'],
+           '1 with train.regime prefix (RecStudio\'s own loss takes no row weights); other weights need regime user')
     _check(_is_int(cfg['data']['max_seq_len']) and cfg['data']['max_seq_len'] >= 2, 'data.max_seq_len',
            cfg['data']['max_seq_len'], 'an integer >= 2')
     _check(r.get('teacher_model') is None or isinstance(r['teacher_model'], dict), 'rsir.teacher_model',

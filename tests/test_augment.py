@@ -151,3 +151,50 @@ def test_bad_augment_option_is_a_one_line_error(small_file, tmp_path):
     assert r.returncode == 2 and r.stderr.count('\n') == 1
     assert 'aug.insert_items' in r.stderr and 'uniform, popularity' in r.stderr
     assert not (tmp_path / 'x').exists()
+
+
+def test_combined_augmenter_is_rsir_rows_then_new_reorder_rows(small_file, tmp_path):
+    """``--augment rsir+reorder``: RSIR's rows of the same round-0 model, then the Reordering copies
+    that duplicate none of them (nor a training row), each with its source row as origin."""
+    from recstudio_rsir.algorithm.loop import load_sequences
+    got = {}
+    for name in ('rsir', 'reorder', 'rsir+reorder'):
+        out = tmp_path / name.replace('+', '_')
+        r = subprocess.run(_cmd(small_file, out, '--augment', name, '--rsir.rounds', '1', '--epochs', '1'),
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        got[name] = load_sequences(out / 'round_1' / 'synthetic.npz')
+    (rs, ro), (hs, ho), (cs, co) = got['rsir'], got['reorder'], got['rsir+reorder']
+    n = len(rs)
+    assert n > 0 and (cs[:n], co[:n]) == (rs, ro)
+    taken = set(map(tuple, rs))
+    rest = [(s, o) for s, o in zip(hs, ho) if tuple(s) not in taken]
+    assert 0 < len(rest) < len(hs) + 1 and list(zip(cs[n:], co[n:])) == rest
+    gen = json.load(open(tmp_path / 'rsir_reorder' / 'round_1' / 'generation.json'))
+    assert set(gen['parts']) == {'rsir', 'reorder'} and gen['kept'] == len(cs)
+    assert gen['parts']['rsir']['kept'] == n and gen['parts']['reorder']['kept'] == len(rest)
+
+
+@pytest.mark.parametrize('name', ['rsir+rsir', 'rsir+nothing', 'rsir+'])
+def test_bad_combination_is_a_one_line_error(small_file, tmp_path, name):
+    r = subprocess.run(_cmd(small_file, tmp_path / 'x', '--augment', name), cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'joined by +' in r.stderr
+    assert not (tmp_path / 'x').exists()
+
+
+def test_synthetic_weight_reaches_training_and_only_augmented_rounds(small_file, tmp_path):
+    """``--synthetic_weight 0``: round 0 (no augmented rows) trains exactly as with the default; round 1
+    trains differently; the prefix regime refuses weights other than 1 in one line."""
+    hist = {}
+    for w in ('1', '0'):
+        out = tmp_path / f'w{w}'
+        r = subprocess.run(_cmd(small_file, out, '--augment', 'reorder', '--epochs', '2', '--synthetic_weight', w),
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        hist[w] = [[h['loss'] for h in json.load(open(out / f'round_{k}' / 'metrics.json'))['history']]
+                   for k in (0, 1)]
+    assert hist['1'][0] == hist['0'][0] and hist['1'][1] != hist['0'][1]
+    r = subprocess.run(_cmd(small_file, tmp_path / 'p', '--train.regime', 'prefix', '--synthetic_weight', '0.5'),
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'train.synthetic_weight' in r.stderr and r.stderr.count('\n') == 1

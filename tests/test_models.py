@@ -255,3 +255,33 @@ def test_source_flavour_paths(monkeypatch):
     from recstudio_rsir.models.hstu import HSTU
     fake = type('M', (), {'config': {'model': {'num_blocks': 3}, 'train': {}, 'data': {}, 'eval': {}}})()
     assert HSTU._hp(fake, 'num_blocks') == 3 and HSTU._hp(fake, 'dqk') == 16
+
+
+def test_synthetic_weight_scales_the_augmented_rows_in_the_loss(experiment):
+    """``train.synthetic_weight`` w: the loss is the w-weighted mean over target positions; w = 0 is
+    the loss of the real rows alone, w = 1 the unweighted loss, any w the hand-weighted mean of both."""
+    ex = experiment
+    tr, _, _ = ex.splits([s[::-1] for s in ex.real_train[:60]])
+    model = ex.new_model(tr).train()           # training mode (every position), dropout off: one forward
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(m, torch.nn.MultiheadAttention):
+            m.dropout = 0.0
+    batch = next(iter(tr.train_loader(batch_size=10_000, shuffle=False, num_workers=0)))
+    syn = batch[tr.fuid] >= tr.syn_uid_start
+    assert 0 < int(syn.sum()) < len(syn)
+    neg = torch.randint(1, tr.num_items, (len(syn), 16), generator=torch.Generator().manual_seed(0))
+
+    def loss(rows, weight=None):
+        part = {k: v[rows] if torch.is_tensor(v) else v for k, v in batch.items()}
+        return training.user_regime_loss(model, part, tr.fiid, tr.num_items, neg=neg[rows],
+                                         weight=None if weight is None else weight[rows])
+    every = torch.ones(len(syn), dtype=torch.bool)
+    with torch.no_grad():
+        real, synth, plain = loss(~syn), loss(syn), loss(every)
+        assert float(loss(every, torch.where(syn, 0.0, 1.0))) == pytest.approx(float(real), rel=1e-5)
+        assert float(loss(every, torch.ones(len(syn)))) == pytest.approx(float(plain), rel=1e-6)
+        n_real, n_syn = (float((batch[tr.fiid][r] > 0).sum()) for r in (~syn, syn))
+        want = (float(real) * n_real + 2.5 * float(synth) * n_syn) / (n_real + 2.5 * n_syn)
+        assert float(loss(every, torch.where(syn, 2.5, 1.0))) == pytest.approx(want, rel=1e-5)

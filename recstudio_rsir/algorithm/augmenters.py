@@ -105,7 +105,10 @@ def augmenter_names() -> List[str]:
 
 
 def get_augmenter(name: str) -> Augmenter:
-    """A fresh augmenter for ``name``; one-line error listing the registered names."""
+    """A fresh augmenter for ``name``; one-line error listing the registered names.  ``A+B`` (e.g.
+    ``rsir+reorder``) is :class:`CombinedAugmenter` of the registered ``A`` and ``B``."""
+    if name not in _REGISTRY and '+' in name:
+        return CombinedAugmenter([get_augmenter(part.strip()) for part in name.split('+')])
     if name not in _REGISTRY:
         raise UserError(f'--augment {name}: unknown augmenter; accepted: none, {", ".join(_REGISTRY)} '
                         '(register your own with recstudio_rsir.register_augmenter, or load a module with --plugins)')
@@ -217,6 +220,41 @@ class HeuristicAugmenter(Augmenter):
                            f'{stats.kept} ({stats.dropped_short} too short, {stats.dropped_duplicate} duplicates), '
                            f'mean length {stats.mean_length:.2f} [{stats.seconds:.1f}s]')
         return AugmentOutput(kept, kept_origin, info, filtered=True)
+
+
+class CombinedAugmenter(Augmenter):
+    """Several augmenters in one round (``--augment rsir+reorder``): each adds its rows in turn, a
+    later one's rows filtered against the training rows and every row kept before it, so the round's
+    rows are the union without duplicates.  ``info['parts']`` holds each part's own info; the
+    ``origin`` of every row is its source row, whichever part made it."""
+
+    def __init__(self, parts):
+        if len(parts) < 2:
+            raise UserError('a combined augmenter needs at least two parts, e.g. --augment rsir+reorder')
+        self.parts = parts
+        self.name = '+'.join(p.name for p in parts)
+        self.uses_model = any(p.uses_model for p in parts)
+
+    def augment(self, ctx: AugmentContext) -> AugmentOutput:
+        import dataclasses
+        from .generation import GenStats, filter_sequences
+        rows, origin, parts = [], [], {}
+        for p in self.parts:
+            sub = dataclasses.replace(ctx, existing=ctx.existing + rows, model=ctx.model if p.uses_model else None)
+            out = check_output(p.name, p.augment(sub), sub)
+            new, new_origin, info = out.rows, out.origin, dict(out.info)
+            if not out.filtered:
+                stats = GenStats(sources=len(ctx.sources), trajectories=len(new))
+                new, new_origin = filter_sequences(new, new_origin, ctx.sources, [0] * len(new), sub.existing,
+                                                   int(ctx.config['rsir']['min_len']), stats)
+                info = {**stats.__dict__, **info}
+            rows += new
+            origin += new_origin
+            parts[p.name] = info
+        summary = ' | '.join(i.get('summary', f'{n}: kept {i.get("kept", "?")}') for n, i in parts.items())
+        info = {'parts': parts, 'kept': len(rows), 'summary': summary,
+                'mean_length': sum(map(len, rows)) / len(rows) if rows else 0.0}
+        return AugmentOutput(rows, origin, info, filtered=True)
 
 
 register_augmenter(RSIRAugmenter)

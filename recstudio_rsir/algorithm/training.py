@@ -130,16 +130,19 @@ def pair_logits(model, h, cand):
     return model.score_func(h, cand.unsqueeze(1).expand(-1, L, -1, -1))
 
 
-def user_regime_loss(model, batch, fiid, num_items, num_negatives=None, gen=None, neg=None, denom=None):
+def user_regime_loss(model, batch, fiid, num_items, num_negatives=None, gen=None, neg=None, denom=None,
+                     weight=None):
     """Sampled-softmax loss over every position of one-row-per-user batches.
 
     Args:
         batch: ``in_<fiid>`` ``[B, L]`` inputs and ``<fiid>`` ``[B, L]`` next-item targets (0 = pad).
         gen: ``torch.Generator`` (CPU) for ``num_negatives`` negatives per row, so that resume is
             exact; or ``neg`` ``[B, K]``: the negatives drawn by the caller.
-        denom: what the summed loss is divided by (default: this batch's target positions); with
-            several processes, the global batch's positions / the number of processes, so that
-            the gradients averaged over the processes are the one-process gradient.
+        weight: ``[B]`` row weights (``train.synthetic_weight`` for augmented rows, 1 for real
+            ones) or None; the loss is the weighted mean over target positions.
+        denom: what the summed loss is divided by (default: this batch's (weighted) target
+            positions); with several processes, the global batch's / the number of processes, so
+            that the gradients averaged over the processes are the one-process gradient.
     """
     inp, tgt = batch['in_' + fiid], batch[fiid]
     B = inp.shape[0]
@@ -161,22 +164,26 @@ def user_regime_loss(model, batch, fiid, num_items, num_negatives=None, gen=None
     if temp:
         logits = logits / temp
     valid = tgt > 0
+    if weight is not None:
+        valid = valid * weight.to(h.dtype).unsqueeze(1)                       # [B, L] weighted positions
     loss = -F.log_softmax(logits, -1)[..., 0]
-    return (loss * valid).sum() / (valid.sum().clamp(min=1) if denom is None else denom)
+    if denom is None:
+        denom = valid.sum().clamp(min=1) if weight is None else valid.sum().clamp(min=1e-12)
+    return (loss * valid).sum() / denom
 
 
 class TrainStep(torch.nn.Module):
     """One training step's loss as a module.  ``DistributedDataParallel`` hooks ``forward``, while
     RecStudio models are trained through other methods (``training_step``, their encoders), so the
-    step is what gets wrapped.  ``forward(batch, neg, denom)`` -> (loss, auxiliary term or None)."""
+    step is what gets wrapped.  ``forward(batch, neg, denom, weight)`` -> (loss, auxiliary term or None)."""
 
     def __init__(self, model, regime, fiid, num_items):
         super().__init__()
         self.model, self.regime, self.fiid, self.num_items = model, regime, fiid, num_items
 
-    def forward(self, batch, neg=None, denom=None):
+    def forward(self, batch, neg=None, denom=None, weight=None):
         if self.regime == 'user':
-            loss = user_regime_loss(self.model, batch, self.fiid, self.num_items, neg=neg, denom=denom)
+            loss = user_regime_loss(self.model, batch, self.fiid, self.num_items, neg=neg, denom=denom, weight=weight)
             return loss, host.auxiliary_loss(self.model, batch)     # e.g. CL4SRec's contrastive term
         loss = self.model.training_step(batch)
         return (loss['loss'] if isinstance(loss, dict) else loss), None
@@ -271,7 +278,9 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
     dist.barrier()                     # every rank has read the folder before rank 0 writes to it
 
     metric = cfg.get('val_metric', 'ndcg@20')
-    regime, fiid = cfg['regime'], train_data.fiid
+    regime, fiid, fuid = cfg['regime'], train_data.fiid, train_data.fuid
+    syn_weight = float(cfg.get('synthetic_weight', 1.0))       # augmented rows: users >= syn_uid_start
+    syn_start = getattr(train_data, 'syn_uid_start', None)
     step = TrainStep(model, regime, fiid, num_items)
     if dist.active:                    # gradients all-reduced and averaged over the ranks
         step = torch.nn.parallel.DistributedDataParallel(
@@ -286,16 +295,19 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
             B = len(batch[fiid])
             if B < dist.world:         # a last global batch too small to give every rank a row
                 continue
-            neg, denom = None, None
+            neg, denom, weight = None, None, None
             if regime == 'user':       # drawn for the global batch: the same negatives on any number of ranks
                 neg = torch.randint(1, num_items, (B, cfg['num_negatives']), generator=gen)
+                if syn_weight != 1.0 and syn_start is not None:
+                    weight = torch.where(batch[fuid] >= syn_start, syn_weight, 1.0)            # [B]
                 if dist.active:
-                    denom = (batch[fiid] > 0).sum().clamp(min=1).to(device) / dist.world
-            local = dist.shard({**batch, '_neg': neg} if neg is not None else batch)
-            neg = local.pop('_neg', None)
+                    pos = (batch[fiid] > 0).float() * (1.0 if weight is None else weight.unsqueeze(1))
+                    denom = pos.sum().clamp(min=1e-12).to(device) / dist.world
+            local = dist.shard({**batch, '_neg': neg, '_weight': weight})
+            neg, weight = local.pop('_neg'), local.pop('_weight')
             local = {k: v.to(device) if torch.is_tensor(v) else v for k, v in local.items()}
             opt.zero_grad()
-            loss, extra = step(local, neg, denom)
+            loss, extra = step(local, neg, denom, weight)
             if extra is not None:
                 loss = loss + extra
                 aux_total += float(extra.detach())
