@@ -13,7 +13,7 @@ the default settings (user regime, batch 256).  Stages, timed in order in one pr
   load      convert it and load it through RecStudio (loop.Experiment: read, .inter, dataset, trial model)
   splits    build train/val/test with one synthetic row per user (the reversed real row)
   epoch     one training epoch on those rows (real + synthetic)
-  evaluate  full-ranking test evaluation of all users
+  evaluate  full-ranking test evaluation of all users (or the first --eval_users; then per-user time scales)
   generate  RSIR generation (m 5, p 0.5, tau 20, greedy, key/value cache) from the 1-epoch model, on all
             training rows or on the first --gen_sources of them (then per-source time is what scales)
 
@@ -70,7 +70,7 @@ def _rss_mb():
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
 
 
-def one_size(n_users, out, threads, gen_sources, seed=0):
+def one_size(n_users, out, threads, gen_sources, eval_users=0, stop_after=None, seed=0):
     import torch
     torch.set_num_threads(threads)
     from recstudio_rsir import config as C, host
@@ -84,13 +84,17 @@ def one_size(n_users, out, threads, gen_sources, seed=0):
             resource.RUSAGE_SELF).ru_maxrss / 1024, 'rss_mb': _rss_mb(), **extra}
         print(f'{n_users:>9} {name:<9} {rec["stages"][name]["seconds"]:9.1f}s  peak {rec["stages"][name]["peak_mb"]:8.0f} MB'
               f'  {extra or ""}', flush=True)
+        with open(os.path.join(out, f'scaling_{n_users}.json'), 'w') as f:
+            json.dump(rec, f, indent=2)
+        return name == stop_after
 
     t0 = time.time()
     items, offsets = amazon_like(n_users, seed)
     path = os.path.join(out, f'amazon_like_{n_users}.txt')
     write_file(path, items, offsets)
     rec['interactions'] = int(len(items))
-    stage('make', t0, interactions=int(len(items)))
+    if stage('make', t0, interactions=int(len(items))):
+        return rec
 
     run = os.path.join(out, f'run_{n_users}')
     cfg = C.resolve(flags={'epochs': 1, 'patience': 1, 'num_threads': threads, 'train.seed': seed},
@@ -98,54 +102,65 @@ def one_size(n_users, out, threads, gen_sources, seed=0):
     t0 = time.time()
     ex = loop.Experiment(cfg, run)
     rec['items'] = ex.num_items - 1
-    stage('load', t0, users=len(ex.real_train), items=ex.num_items - 1)
+    if stage('load', t0, users=len(ex.real_train), items=ex.num_items - 1):
+        return rec
 
     t0 = time.time()
     synthetic = [s[::-1] for s in ex.real_train]
     train, val, test = ex.splits(synthetic)
-    stage('splits', t0, train_rows=len(ex.real_train) + len(synthetic))
+    if stage('splits', t0, train_rows=len(ex.real_train) + len(synthetic)):
+        return rec
 
     t0 = time.time()
     model = ex.new_model(train)
     summary = training.fit(model, train, val, cfg['train'], os.path.join(run, 'model'), ex.device)
     h = summary['history'][0]
-    stage('epoch', t0, train_seconds=h['train_seconds'], with_val_seconds=h['seconds'])
-    rec['stages']['epoch']['seconds'] = h['train_seconds']        # the epoch alone (validation is like test)
+    rec['epoch_seconds'] = h['train_seconds']                    # the epoch alone (validation is like test)
+    if stage('epoch', t0, train_seconds=h['train_seconds'], with_val_seconds=h['seconds']):
+        return rec
 
     t0 = time.time()
-    res = training.evaluate(model, test, ex.num_items, cfg['train']['eval_batch_size'], ex.device)
-    stage('evaluate', t0, ndcg10=res['ndcg@10'], eval_users=res['users'])
+    res = training.evaluate(model, test, ex.num_items, cfg['train']['eval_batch_size'], ex.device,
+                            max_users=eval_users or None)
+    if stage('evaluate', t0, ndcg10=res['ndcg@10'], eval_users=res['users']):
+        return rec
 
     sources = ex.real_train[:gen_sources] if gen_sources else ex.real_train
     gcfg = G.GenConfig.from_rsir(cfg['rsir'], int(cfg['data']['max_seq_len']), 20)
     scorer = G.ModelScorer(model, ex.num_items, int(cfg['data']['max_seq_len']), ex.pristine.fiid)
     t0 = time.time()
     traj, st = G.generate_batched(scorer, sources, gcfg)
+    rec['generate_seconds_per_source'] = (time.time() - t0) / len(sources)
     stage('generate', t0, sources=len(sources), trajectories=st.trajectories, steps=st.steps_tried,
           forward_share=st.forward_seconds / max(st.seconds, 1e-9))
-    rec['stages']['generate']['seconds_per_1k_sources'] = rec['stages']['generate']['seconds'] / len(sources) * 1000
-    with open(os.path.join(out, f'scaling_{n_users}.json'), 'w') as f:
-        json.dump(rec, f, indent=2)
     return rec
+
+
+def full_seconds(rec, stage):
+    """(seconds the stage takes on all of the data, whether that is extrapolated from a part): the
+    epoch alone (without its validation), evaluation and generation scaled by users timed / all."""
+    st = rec['stages'][stage]
+    if stage == 'epoch':
+        return st['train_seconds'], False
+    part = {'evaluate': st.get('eval_users'), 'generate': st.get('sources')}.get(stage) or rec['users']
+    return st['seconds'] * rec['users'] / part, part < rec['users']
 
 
 def table(folder):
     recs = sorted((json.load(open(os.path.join(folder, f))) for f in os.listdir(folder)
                    if f.startswith('scaling_') and f.endswith('.json')), key=lambda r: r['users'])
-    lines = ['| stage | ' + ' | '.join(f"{r['users']:,} users ({r['interactions']:,} inter.)" for r in recs) +
+    lines = ['| stage | ' + ' | '.join(f"{r['users']:,} users, {r.get('items', 0):,} items, {r['interactions']:,} "
+                                       'interactions' for r in recs) +
              ' | exponent b (seconds ~ interactions^b) |', '|' + '---|' * (len(recs) + 2)]
     for s in STAGES:
         cells, secs = [], []
         for r in recs:
-            st = r['stages'].get(s)
-            if st is None:
-                cells.append('—')
+            if s not in r['stages']:
+                cells.append('not run')
                 secs.append(None)
                 continue
-            v = st['seconds_per_1k_sources'] / 1000 * r['users'] if s == 'generate' else st['seconds']
-            cells.append(f"{v:.1f} s, peak {st['peak_mb'] / 1024:.1f} GB" +
-                         (f" ({st['sources']:,} sources timed)" if s == 'generate' and st['sources'] < r['users']
-                          else ''))
+            v, part = full_seconds(r, s)
+            cells.append(f"{v:,.1f} s{' (from a part)' if part else ''}, peak {r['stages'][s]['peak_mb'] / 1024:.1f} GB")
             secs.append(v)
         exps = [f'{math.log(b / a) / math.log(rb["interactions"] / ra["interactions"]):.2f}'
                 for a, b, ra, rb in zip(secs, secs[1:], recs, recs[1:]) if a and b]
@@ -159,6 +174,8 @@ def main():
     ap.add_argument('--out', default='runs/scaling')
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--gen_sources', type=int, default=0, help='generate from the first N rows only (0 = all)')
+    ap.add_argument('--eval_users', type=int, default=0, help='evaluate the first N test users only (0 = all)')
+    ap.add_argument('--stop_after', choices=STAGES, help='stop after this stage')
     ap.add_argument('--table', help='print the table of the scaling_*.json files in this folder')
     a = ap.parse_args()
     if a.table:
@@ -166,11 +183,12 @@ def main():
         return
     sizes = [int(x) for x in a.users.split(',')]
     if len(sizes) == 1:
-        one_size(sizes[0], os.path.abspath(a.out), a.threads, a.gen_sources)
+        one_size(sizes[0], os.path.abspath(a.out), a.threads, a.gen_sources, a.eval_users, a.stop_after)
         return
     for n in sizes:                      # a fresh process per size: its peak memory is its own
         subprocess.run([sys.executable, __file__, '--users', str(n), '--out', a.out, '--threads', str(a.threads),
-                        '--gen_sources', str(a.gen_sources)], check=True)
+                        '--gen_sources', str(a.gen_sources), '--eval_users', str(a.eval_users)]
+                       + (['--stop_after', a.stop_after] if a.stop_after else []), check=True)
     print(table(a.out))
 
 

@@ -67,15 +67,17 @@ def mask_history(scores, user_hist):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, num_items, batch_size=256, device='cpu', ks=KS, dist=SINGLE):
+def evaluate(model, dataset, num_items, batch_size=256, device='cpu', ks=KS, dist=SINGLE, max_users=None):
     """Full-ranking leave-one-out metrics of ``model`` on a RecStudio val/test split.  With several
     processes (``dist``) the batches are dealt out over the ranks and the sums all-reduced; every
-    rank returns the same numbers."""
+    rank returns the same numbers.  ``max_users``: stop after the batch that reaches it (benchmarks)."""
     was_training = model.training
     model.eval()
     item_vecs = host.item_vectors(model, num_items)
     sums, n = {f'{m}@{k}': 0.0 for k in ks for m in ('recall', 'ndcg')}, 0
     for i, batch in enumerate(dataset.eval_loader(batch_size=batch_size, num_workers=0)):
+        if max_users is not None and n >= max_users:
+            break
         if not dist.mine(i):
             continue
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
