@@ -47,7 +47,6 @@ DEFAULTS = {
         'seed': 2022,
         'device': 'cpu',
         'num_threads': None,      # default: the number of CPU cores
-        'synthetic_weight': 1.0,  # user regime: loss weight of the augmented (training-only) rows, real rows 1
     },
     'rsir': {
         'rounds': 1,              # K: number of generate-and-retrain rounds after round 0
@@ -70,6 +69,7 @@ DEFAULTS = {
         'memory_mb': 512,         # budget for [batch, items] score tensors; the item dim is chunked
         'kv_cache': True,         # encode only the new positions at each step (SASRec-style encoders)
         'popularity_penalty': 0.0,  # pick by score - this x log(1 + training count); fidelity keeps raw scores
+        'synthetic_weight': 1.0,  # user regime: loss weight of the augmented (training-only) rows, real rows 1
         'seed': 0,
         'teacher': None,          # backbone that generates (default: the trained backbone)
         'teacher_ckpt': None,
@@ -271,9 +271,9 @@ def validate(cfg):
            t['num_threads'], 'null or an integer >= 1')
     _check(_is_int(t['batch_size']) and t['batch_size'] >= 1, 'train.batch_size', t['batch_size'], 'an integer >= 1')
     _check(_is_int(t['patience']) and t['patience'] >= 1, 'train.patience', t['patience'], 'an integer >= 1')
-    _check(_is_number(t['synthetic_weight']) and 0 <= t['synthetic_weight'] < float('inf'), 'train.synthetic_weight',
-           t['synthetic_weight'], 'a finite number >= 0')
-    _check(t['synthetic_weight'] == 1 or t['regime'] == 'user', 'train.synthetic_weight', t['synthetic_weight'],
+    _check(_is_number(r['synthetic_weight']) and 0 <= r['synthetic_weight'] < float('inf'), 'rsir.synthetic_weight',
+           r['synthetic_weight'], 'a finite number >= 0')
+    _check(r['synthetic_weight'] == 1 or t['regime'] == 'user', 'rsir.synthetic_weight', r['synthetic_weight'],
            '1 with train.regime prefix (RecStudio\'s own loss takes no row weights); other weights need regime user')
     _check(_is_int(cfg['data']['max_seq_len']) and cfg['data']['max_seq_len'] >= 2, 'data.max_seq_len',
            cfg['data']['max_seq_len'], 'an integer >= 2')

@@ -197,4 +197,4 @@ def test_synthetic_weight_reaches_training_and_only_augmented_rounds(small_file,
     assert hist['1'][0] == hist['0'][0] and hist['1'][1] != hist['0'][1]
     r = subprocess.run(_cmd(small_file, tmp_path / 'p', '--train.regime', 'prefix', '--synthetic_weight', '0.5'),
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and 'train.synthetic_weight' in r.stderr and r.stderr.count('\n') == 1
+    assert r.returncode == 2 and 'rsir.synthetic_weight' in r.stderr and r.stderr.count('\n') == 1

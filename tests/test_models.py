@@ -258,7 +258,7 @@ def test_source_flavour_paths(monkeypatch):
 
 
 def test_synthetic_weight_scales_the_augmented_rows_in_the_loss(experiment):
-    """``train.synthetic_weight`` w: the loss is the w-weighted mean over target positions; w = 0 is
+    """``rsir.synthetic_weight`` w: the loss is the w-weighted mean over target positions; w = 0 is
     the loss of the real rows alone, w = 1 the unweighted loss, any w the hand-weighted mean of both."""
     ex = experiment
     tr, _, _ = ex.splits([s[::-1] for s in ex.real_train[:60]])

@@ -292,7 +292,7 @@ def train_or_load(ex, splits, rdir, k, progress, label=None, tensorboard=None, r
             print(f'  {label} epoch {rec["epoch"]:3d} loss {rec["loss"]:.4f} {v} ({rec["seconds"]:.1f}s)', flush=True)
     try:
         summary = training.fit(model, train, val, ex.cfg['train'], os.path.join(rdir, 'model'), ex.device, show,
-                               data=data, dist=ex.dist)
+                               data=data, dist=ex.dist, synthetic_weight=float(ex.cfg['rsir']['synthetic_weight']))
     finally:
         board.close()
     ebs = ex.cfg['train']['eval_batch_size']

@@ -140,7 +140,7 @@ def user_regime_loss(model, batch, fiid, num_items, num_negatives=None, gen=None
         batch: ``in_<fiid>`` ``[B, L]`` inputs and ``<fiid>`` ``[B, L]`` next-item targets (0 = pad).
         gen: ``torch.Generator`` (CPU) for ``num_negatives`` negatives per row, so that resume is
             exact; or ``neg`` ``[B, K]``: the negatives drawn by the caller.
-        weight: ``[B]`` row weights (``train.synthetic_weight`` for augmented rows, 1 for real
+        weight: ``[B]`` row weights (``rsir.synthetic_weight`` for augmented rows, 1 for real
             ones) or None; the loss is the weighted mean over target positions.
         denom: what the summed loss is divided by (default: this batch's (weighted) target
             positions); with several processes, the global batch's / the number of processes, so
@@ -245,11 +245,13 @@ def load_checkpoint(path, map_location='cpu'):
                         'the command, or pass a checkpoint written by this plugin') from None
 
 
-def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, data=None, dist=SINGLE):
+def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, data=None, dist=SINGLE,
+        synthetic_weight=1.0):
     """Train ``model`` with early stopping on validation NDCG@20; resume from ``folder`` if a
     checkpoint is there.  Leaves the best weights loaded in ``model`` and returns a summary dict.
     ``data``: a record of the training rows (JSON-able, e.g. their count and hash) kept in the
     training state; resuming with other rows is a one-line error instead of a model of mixed data.
+    ``synthetic_weight``: the user regime's loss weight of augmented rows (``rsir.synthetic_weight``).
     ``dist``: the processes of a torchrun job (:mod:`recstudio_rsir.distributed`): each trains on
     its slice of every global batch under ``DistributedDataParallel``; rank 0 writes the files.
 
@@ -281,7 +283,7 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
 
     metric = cfg.get('val_metric', 'ndcg@20')
     regime, fiid, fuid = cfg['regime'], train_data.fiid, train_data.fuid
-    syn_weight = float(cfg.get('synthetic_weight', 1.0))       # augmented rows: users >= syn_uid_start
+    syn_weight = float(synthetic_weight)                       # augmented rows: users >= syn_uid_start
     syn_start = getattr(train_data, 'syn_uid_start', None)
     step = TrainStep(model, regime, fiid, num_items)
     if dist.active:                    # gradients all-reduced and averaged over the ranks
