@@ -47,6 +47,8 @@ DEFAULTS = {
         'seed': 2022,
         'device': 'cpu',
         'num_threads': None,      # default: the number of CPU cores
+        'precision': 'fp32',      # fp32 | bf16 (autocast of the training step's forward)
+        'compile': False,         # torch.compile the training step
     },
     'rsir': {
         'rounds': 1,              # K: number of generate-and-retrain rounds after round 0
@@ -87,6 +89,7 @@ DEFAULTS = {
 CHOICES = {
     ('aug', 'insert_items'): ('uniform', 'popularity'),
     ('train', 'regime'): ('user', 'prefix'),
+    ('train', 'precision'): ('fp32', 'bf16'),
     ('rsir', 'fidelity'): ('on', 'off'),
     ('rsir', 'decoding'): ('greedy', 'sample'),
     ('rsir', 'seed_prefix'): ('first', 'random'),
@@ -271,6 +274,7 @@ def validate(cfg):
            t['num_threads'], 'null or an integer >= 1')
     _check(_is_int(t['batch_size']) and t['batch_size'] >= 1, 'train.batch_size', t['batch_size'], 'an integer >= 1')
     _check(_is_int(t['patience']) and t['patience'] >= 1, 'train.patience', t['patience'], 'an integer >= 1')
+    _check(isinstance(t['compile'], bool), 'train.compile', t['compile'], 'true or false')
     _check(_is_number(r['synthetic_weight']) and 0 <= r['synthetic_weight'] < float('inf'), 'rsir.synthetic_weight',
            r['synthetic_weight'], 'a finite number >= 0')
     _check(r['synthetic_weight'] == 1 or t['regime'] == 'user', 'rsir.synthetic_weight', r['synthetic_weight'],

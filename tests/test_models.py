@@ -285,3 +285,42 @@ def test_synthetic_weight_scales_the_augmented_rows_in_the_loss(experiment):
         n_real, n_syn = (float((batch[tr.fiid][r] > 0).sum()) for r in (~syn, syn))
         want = (float(real) * n_real + 2.5 * float(synth) * n_syn) / (n_real + 2.5 * n_syn)
         assert float(loss(every, torch.where(syn, 2.5, 1.0))) == pytest.approx(want, rel=1e-5)
+
+
+def _fit_losses(ex, tmp_path, name, **train):
+    """Per-epoch losses of 2 epochs on the real rows from one initialisation, dropout off."""
+    tr, va, _ = ex.splits([])
+    torch.manual_seed(0)
+    model = ex.new_model(tr)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(m, torch.nn.MultiheadAttention):
+            m.dropout = 0.0
+    cfg = dict(ex.cfg['train'], epochs=2, patience=2, **train)
+    summary = training.fit(model, tr, va, cfg, str(tmp_path / name), ex.device)
+    return [h['loss'] for h in summary['history']]
+
+
+def test_bf16_autocast_trains_close_to_fp32_but_not_equal(experiment, tmp_path):
+    """``train.precision: bf16`` runs the step under autocast (the losses move by rounding only)."""
+    fp32 = _fit_losses(experiment, tmp_path, 'fp32')
+    bf16 = _fit_losses(experiment, tmp_path, 'bf16', precision='bf16')
+    assert fp32 != bf16
+    assert bf16 == pytest.approx(fp32, rel=1e-2)
+
+
+def test_compiled_step_gives_the_eager_losses(experiment, tmp_path, monkeypatch):
+    """``train.compile: true`` wraps the step in torch.compile; traced by dynamo (the eager backend keeps
+    the test fast: inductor's C++ build takes minutes on CPU), it gives the losses of the plain step."""
+    seen = []
+    real = torch.compile
+
+    def eager_compile(module):
+        seen.append(type(module).__name__)
+        return real(module, backend='eager')
+    monkeypatch.setattr(torch, 'compile', eager_compile)
+    eager = _fit_losses(experiment, tmp_path, 'eager')
+    compiled = _fit_losses(experiment, tmp_path, 'compiled', compile=True)
+    assert seen == ['TrainStep']
+    assert compiled == pytest.approx(eager, rel=1e-6)

@@ -256,7 +256,9 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
     its slice of every global batch under ``DistributedDataParallel``; rank 0 writes the files.
 
     cfg keys: regime, epochs, learning_rate, weight_decay, patience, eval_every, num_negatives,
-    batch_size, eval_batch_size, seed.
+    batch_size, eval_batch_size, seed, precision (fp32 | bf16: the step's forward under autocast, its
+    matrix products in bfloat16; weights, optimizer, evaluation and generation stay float32), compile
+    (torch.compile the step).
     """
     os.makedirs(folder, exist_ok=True)
     state_path, best_path = os.path.join(folder, 'train_state.pt'), os.path.join(folder, 'best.pt')
@@ -286,9 +288,13 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
     syn_weight = float(synthetic_weight)                       # augmented rows: users >= syn_uid_start
     syn_start = getattr(train_data, 'syn_uid_start', None)
     step = TrainStep(model, regime, fiid, num_items)
+    dev_type = torch.device(device).type
     if dist.active:                    # gradients all-reduced and averaged over the ranks
         step = torch.nn.parallel.DistributedDataParallel(
-            step, device_ids=[device] if torch.device(device).type == 'cuda' else None, find_unused_parameters=True)
+            step, device_ids=[device] if dev_type == 'cuda' else None, find_unused_parameters=True)
+    if cfg.get('compile'):
+        step = torch.compile(step)
+    bf16 = cfg.get('precision', 'fp32') == 'bf16'
     for epoch in range(start_epoch, cfg['epochs']):
         t0 = time.time()
         if dist.active:                # rank 0's RNG states on every rank: the same shuffle everywhere
@@ -311,7 +317,8 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
             neg, weight = local.pop('_neg'), local.pop('_weight')
             local = {k: v.to(device) if torch.is_tensor(v) else v for k, v in local.items()}
             opt.zero_grad()
-            loss, extra = step(local, neg, denom, weight)
+            with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=bf16):
+                loss, extra = step(local, neg, denom, weight)
             if extra is not None:
                 loss = loss + extra
                 aux_total += float(extra.detach())
