@@ -167,7 +167,7 @@ def user_regime_loss(model, batch, fiid, num_items, num_negatives=None, gen=None
         logits = logits / temp
     valid = tgt > 0
     if weight is not None:
-        valid = valid * weight.to(h.dtype).unsqueeze(1)                       # [B, L] weighted positions
+        valid = valid * weight.to(h.device, h.dtype).unsqueeze(1)             # [B, L] weighted positions
     loss = -F.log_softmax(logits, -1)[..., 0]
     if denom is None:
         denom = valid.sum().clamp(min=1) if weight is None else valid.sum().clamp(min=1e-12)
