@@ -97,3 +97,14 @@ def test_kill_and_resume_under_torchrun(data, tmp_path):
     assert state.exists() and not (run / 'results.json').exists(), 'the kill did not land during training'
     _run(data, run, 2, *args)
     assert R.same_run(str(ref), str(run)) is None
+
+
+def test_multi_run_commands_refuse_torchrun(data, tmp_path):
+    """A suite (many runs in one folder) under torchrun is one line naming the supported command,
+    before anything is written."""
+    env = dict(os.environ, WORLD_SIZE='2', RANK='0', LOCAL_RANK='0')
+    r = subprocess.run([sys.executable, '-m', 'recstudio_rsir.cli', 'suite', 'yamls/compare_embedded.yaml',
+                        '--output', str(tmp_path / 's')], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env=env)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'torchrun' in r.stderr and 'run_recstudio.py' in r.stderr
+    assert not (tmp_path / 's').exists()
