@@ -164,7 +164,7 @@ def test_target_items_history_and_dedup_generated(small_file, tmp_path):
     assert g_gen['dropped_duplicate'] < g_all['dropped_duplicate']
 
 
-@pytest.mark.parametrize('model_name', ['SASRec', 'CL4SRec'])
+@pytest.mark.parametrize('model_name', ['SASRec', 'CL4SRec', 'HSTU'])
 def test_kv_cache_equals_full_encoding(small_file, tmp_path, model_name):
     """Incremental encoding (issue #15 item 2) gives the encoder's own output at the last position:
     for growing contexts, for a context changed or shortened under a row (re-encoded from the first
@@ -172,7 +172,8 @@ def test_kv_cache_equals_full_encoding(small_file, tmp_path, model_name):
     from recstudio_rsir import config as C
     from recstudio_rsir.algorithm import kvcache, loop
     torch.manual_seed(0)
-    cfg = C.resolve(flags={'model.embed_dim': 16, 'model.layer_num': 2, 'num_threads': 1},
+    depth = {'model.num_blocks': 2} if model_name == 'HSTU' else {'model.layer_num': 2}
+    cfg = C.resolve(flags={'model.embed_dim': 16, **depth, 'num_threads': 1},
                     top={'model_name': model_name, 'dataset': small_file, 'output': str(tmp_path / 'o')})
     ex = loop.Experiment(cfg, str(tmp_path / 'o'))
     model = ex.new_model(ex.splits([])[0]).eval()
@@ -208,6 +209,11 @@ def test_kv_cache_equals_full_encoding(small_file, tmp_path, model_name):
     long = torch.randint(1, ex.num_items, (2, ex.max_seq_len + 3), generator=g)
     n = torch.tensor([ex.max_seq_len + 3, 5])
     assert torch.allclose(cached.query(long, n, rows=torch.tensor([0, 1])), full.query(long, n), atol=1e-5, rtol=1e-4)
+    # and whole generation: the same trajectories with and without the cache
+    gcfg = G.GenConfig(m=2, p=0.5, tau=10, seed=5, seed_prefix='random', batch_size=17, max_len=12)
+    sources = ex.real_train[:40]
+    draws = G.predraw(sources, gcfg)
+    assert G.generate_batched(cached, sources, gcfg, draws)[0] == G.generate_batched(full, sources, gcfg, draws)[0]
 
 
 def test_generation_with_and_without_cache_is_identical(experiment):
