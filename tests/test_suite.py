@@ -77,6 +77,17 @@ def test_suite_runs_methods_and_seeds_and_shares_round0(small_file, tmp_path):
     r = subprocess.run(RSIR + ['report', str(kept)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.load(open(kept / 'summary.json'))['rows'] == summ['rows']
+    # benchmarks/grid_diagnostics.py: one line per method from the kept files, best validation first
+    r = subprocess.run([sys.executable, 'benchmarks/grid_diagnostics.py', str(kept), '--seed', '1'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = {ln.split('|')[1].strip(): ln.split('|') for ln in r.stdout.splitlines()[2:]}
+    assert set(lines) == {'base', 'reorder', 'rsir', 'rsir_off'}
+    vals = [float(ln.split('|')[2]) for ln in r.stdout.splitlines()[2:]]
+    assert vals == sorted(vals, reverse=True)
+    rs = json.load(open(kept / 'rsir' / 'seed1' / 'results.json'))['rounds'][-1]
+    assert float(lines['rsir'][3]) == pytest.approx(rs['ndcg@10'], abs=1e-4)
+    assert lines['rsir_off'][8].strip() == '100.0%' and lines['base'][8].strip() == ''
 
 
 def test_suite_methods_option_runs_a_subset(small_file, tmp_path):

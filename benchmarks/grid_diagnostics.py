@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""One line per method of a suite folder: validation and test metrics of its last round beside the
+diagnostics of the rows it added (issue #16 item 3: why a setting helps or not).
+
+    python benchmarks/grid_diagnostics.py runs/grid_beauty_p20 [--seed 2022] [--base base]
+
+Reads only ``<method>/seed<N>/results.json`` and ``round_1/generation.json`` (JSON, never pickles);
+works on a run folder or on its kept copy under ``benchmarks/results/``.  Columns: val NDCG@20 (what
+selects), test NDCG@10 / Recall@10 and their change vs ``--base``, training rows, acceptance, the
+share of generated items from the user's own history, the mean training count of synthetic vs real
+interactions' items and the top-10% items' share of each.
+"""
+import argparse
+import json
+import os
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def rows(folder, seed):
+    out = {}
+    for method in sorted(os.listdir(folder)):
+        run = os.path.join(folder, method, f'seed{seed}')
+        if not os.path.exists(os.path.join(run, 'results.json')):
+            continue
+        last = _read(os.path.join(run, 'results.json'))['rounds'][-1]
+        gen_path = os.path.join(run, 'round_1', 'generation.json')
+        gen = _read(gen_path) if os.path.exists(gen_path) else {}
+        out[method] = (last, gen)
+    return out
+
+
+def table(folder, seed, base='base'):
+    found = rows(folder, seed)
+    if base not in found:
+        raise SystemExit(f'{folder}: no finished {base}/seed{seed}/results.json to compare against')
+    b = found[base][0]
+    lines = ['| method | val NDCG@20 | test NDCG@10 | Δ | test Recall@10 | Δ | train rows | acceptance | own items '
+             '| popularity synthetic / real | top-10% share synthetic / real |', '|' + '---|' * 11]
+    order = sorted(found, key=lambda m: -found[m][0]['val']['ndcg@20'])
+    for m in order:
+        last, gen = found[m]
+        d = gen.get('diagnostics') or {}
+        pop = (f"{d['popularity_mean_synthetic'] / d['popularity_mean_real']:.2f}x" if d else '')
+        top = (f"{d['top_items_share_synthetic']:.3f} / {d['top_items_share_real']:.3f}" if d else '')
+        acc = f"{gen['acceptance_rate']:.1%}" if 'acceptance_rate' in gen else ''
+        own = f"{gen['own_history_share']:.1%}" if 'own_history_share' in gen else ''
+        lines.append(
+            f"| {m} | {last['val']['ndcg@20']:.4f} | {last['ndcg@10']:.4f} | {last['ndcg@10'] / b['ndcg@10'] - 1:+.1%} "
+            f"| {last['recall@10']:.4f} | {last['recall@10'] / b['recall@10'] - 1:+.1%} | {last['train_sequences']:,} "
+            f"| {acc} | {own} | {pop} | {top} |")
+    return '\n'.join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('folder')
+    ap.add_argument('--seed', type=int, default=2022)
+    ap.add_argument('--base', default='base')
+    a = ap.parse_args()
+    print(table(a.folder, a.seed, a.base))
+
+
+if __name__ == '__main__':
+    main()
