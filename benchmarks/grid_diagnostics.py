@@ -7,7 +7,7 @@ diagnostics of the rows it added (issue #16 item 3: why a setting helps or not).
 Reads only ``<method>/seed<N>/results.json`` and ``round_1/generation.json`` (JSON, never pickles);
 works on a run folder or on its kept copy under ``benchmarks/results/``.  Columns: val NDCG@20 (what
 selects), test NDCG@10 / Recall@10 and their change vs ``--base``, training rows, acceptance, the
-share of generated items from the user's own history, the mean training count of synthetic vs real
+share of synthetic interactions (seed prefixes included) on the row's own user's items, the mean training count of synthetic vs real
 interactions' items and the top-10% items' share of each.
 """
 import argparse
@@ -38,7 +38,7 @@ def table(folder, seed, base='base'):
     if base not in found:
         raise SystemExit(f'{folder}: no finished {base}/seed{seed}/results.json to compare against')
     b = found[base][0]
-    lines = ['| method | val NDCG@20 | test NDCG@10 | Δ | test Recall@10 | Δ | train rows | acceptance | own items '
+    lines = ['| method | val NDCG@20 | test NDCG@10 | Δ | test Recall@10 | Δ | train rows | acceptance | on own items '
              '| popularity synthetic / real | top-10% share synthetic / real |', '|' + '---|' * 11]
     order = sorted(found, key=lambda m: -found[m][0]['val']['ndcg@20'])
     for m in order:
@@ -47,7 +47,7 @@ def table(folder, seed, base='base'):
         pop = (f"{d['popularity_mean_synthetic'] / d['popularity_mean_real']:.2f}x" if d else '')
         top = (f"{d['top_items_share_synthetic']:.3f} / {d['top_items_share_real']:.3f}" if d else '')
         acc = f"{gen['acceptance_rate']:.1%}" if 'acceptance_rate' in gen else ''
-        own = f"{gen['own_history_share']:.1%}" if 'own_history_share' in gen else ''
+        own = f"{d['own_history_share']:.1%}" if d else ''
         lines.append(
             f"| {m} | {last['val']['ndcg@20']:.4f} | {last['ndcg@10']:.4f} | {last['ndcg@10'] / b['ndcg@10'] - 1:+.1%} "
             f"| {last['recall@10']:.4f} | {last['recall@10'] / b['recall@10'] - 1:+.1%} | {last['train_sequences']:,} "
