@@ -12,7 +12,8 @@ the default settings (user regime, batch 256).  Stages, timed in order in one pr
   make      write the sequence file
   load      convert it and load it through RecStudio (loop.Experiment: read, .inter, dataset, trial model)
   splits    build train/val/test with one synthetic row per user (the reversed real row)
-  epoch     one training epoch on those rows (real + synthetic)
+  epoch     one training epoch on those rows (real + synthetic); its validation runs on the first
+            --eval_users users (a full-ranking pass over every user is the quadratic evaluate stage)
   evaluate  full-ranking test evaluation of all users (or the first --eval_users; then per-user time scales)
   generate  RSIR generation (m 5, p 0.5, tau 20, greedy, key/value cache) from the 1-epoch model, on all
             training rows or on the first --gen_sources of them (then per-source time is what scales)
@@ -112,6 +113,7 @@ def one_size(n_users, out, threads, gen_sources, eval_users=0, stop_after=None, 
         return rec
 
     t0 = time.time()
+    cfg['train']['eval_max_users'] = eval_users or None   # fit validates after its epoch: cap it like evaluate
     model = ex.new_model(train)
     summary = training.fit(model, train, val, cfg['train'], os.path.join(run, 'model'), ex.device)
     h = summary['history'][0]

@@ -324,3 +324,20 @@ def test_compiled_step_gives_the_eager_losses(experiment, tmp_path, monkeypatch)
     compiled = _fit_losses(experiment, tmp_path, 'compiled', compile=True)
     assert seen == ['TrainStep']
     assert compiled == pytest.approx(eager, rel=1e-6)
+
+
+def test_eval_max_users_validates_on_the_first_users_only(experiment, tmp_path):
+    """``eval_max_users`` (benchmarks/scaling.py): fit's validation is ``evaluate(..., max_users=N)``, so a
+    capped run records the capped metrics, not those of every user."""
+    tr, va, _ = experiment.splits([])
+    torch.manual_seed(0)
+    model = experiment.new_model(tr)
+    cfg = dict(experiment.cfg['train'], epochs=1, patience=1, eval_max_users=8, eval_batch_size=8)
+    summary = training.fit(model, tr, va, cfg, str(tmp_path / 'capped'), experiment.device)
+    rec = summary['history'][0]
+    first = training.evaluate(model, va, experiment.num_items, 8, experiment.device, max_users=8)
+    every = training.evaluate(model, va, experiment.num_items, 8, experiment.device)
+    assert first['users'] == 8 < every['users']
+    assert rec['val_ndcg@20'] == pytest.approx(first['ndcg@20'], abs=1e-9)
+    assert rec['val_recall@20'] == pytest.approx(first['recall@20'], abs=1e-9)
+    assert (first['ndcg@20'], first['recall@20']) != (every['ndcg@20'], every['recall@20'])

@@ -258,7 +258,8 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
     cfg keys: regime, epochs, learning_rate, weight_decay, patience, eval_every, num_negatives,
     batch_size, eval_batch_size, seed, precision (fp32 | bf16: the step's forward under autocast, its
     matrix products in bfloat16; weights, optimizer, evaluation and generation stay float32), compile
-    (torch.compile the step).
+    (torch.compile the step), eval_max_users (validate on the first N users only; benchmarks on
+    data where full-ranking validation of every user would dominate, e.g. benchmarks/scaling.py).
     """
     os.makedirs(folder, exist_ok=True)
     state_path, best_path = os.path.join(folder, 'train_state.pt'), os.path.join(folder, 'best.pt')
@@ -334,7 +335,8 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
             rec['aux_loss'] = aux_total / max(nb, 1)          # the weighted extra term inside 'loss'
         last = epoch == cfg['epochs'] - 1
         if (epoch + 1) % cfg.get('eval_every', 1) == 0 or last:
-            val = evaluate(model, val_data, num_items, cfg.get('eval_batch_size', 256), device, dist=dist)
+            val = evaluate(model, val_data, num_items, cfg.get('eval_batch_size', 256), device, dist=dist,
+                           max_users=cfg.get('eval_max_users'))
             rec.update({f'val_{k}': v for k, v in val.items() if k != 'users'})
             if val[metric] > best:
                 best, best_epoch, bad = val[metric], epoch, 0
