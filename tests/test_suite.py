@@ -142,6 +142,11 @@ def test_merge_meta_adds_seeds_and_grid_points_of_the_same_experiment(tmp_path):
     other = dict(common, train={'patience': 5})
     assert merge_meta(path, suite_meta(other, methods, [2]))['seeds'] == [2]
     assert merge_meta(path, suite_meta(common, {'x': {'augment': 'insert'}}, [2]))['seeds'] == [2]
+    # a method added to the YAML (the old ones unchanged) keeps the folder's seeds; a redefined one does not
+    grown = dict(methods, both={'augment': 'rsir+reorder'})
+    m = merge_meta(path, suite_meta(common, grown, [2]))
+    assert m['seeds'] == [3, 1, 2] and list(m['methods']) == ['rsir', 'both']
+    assert merge_meta(path, suite_meta(common, {'rsir': {'augment': 'rsir', 'rsir': {'tau': 5}}}, [2]))['seeds'] == [2]
     # grids: values of the same axes add up, methods in the grid's order
     ax10 = [['rsir.tau', [10, 20]]]
     write_json(path, suite_meta(common, grid_methods(ax10, 'rsir'), [2022], 'grid', axes=ax10))

@@ -210,7 +210,8 @@ def merge_meta(path, meta):
     runs part of the same experiment (same kind and common settings; ``--seeds N`` in two shells,
     or grid values added later) adds to what the folder already holds instead of replacing it, so
     every call's summary covers every seed (and grid point) of the folder: the seeds become the
-    union, and a grid's methods and axis values too.  Anything else replaces the description."""
+    union, and a grid's methods and axis values too; a suite whose YAML gained a method (the old
+    methods unchanged) keeps its seeds.  Anything else replaces the description."""
     if not os.path.exists(path):
         return meta
     old = read_json(path)
@@ -223,8 +224,8 @@ def merge_meta(path, meta):
         both = dict(old['methods'], **meta['methods'])      # every one is a combination of ``axes``
         merged['methods'] = {n: both[n] for n in grid_methods(axes, None) if n in both}   # the grid's order
         merged['axes'] = axes
-    elif old.get('methods') != meta['methods']:
-        return meta
+    elif any(meta['methods'].get(n) != spec for n, spec in old.get('methods', {}).items()):
+        return meta                      # a method dropped or redefined: another experiment
     return merged
 
 
