@@ -11,25 +11,22 @@ share of synthetic interactions (seed prefixes included) on the row's own user's
 interactions' items and the top-10% items' share of each.
 """
 import argparse
-import json
 import os
+import sys
 
-
-def _read(path):
-    with open(path) as f:
-        return json.load(f)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from recstudio_rsir.atomic import read_json          # noqa: E402  (a damaged file is one line)
+from recstudio_rsir.records import RunLayout          # noqa: E402
 
 
 def rows(folder, seed):
     out = {}
     for method in sorted(os.listdir(folder)):
-        run = os.path.join(folder, method, f'seed{seed}')
-        if not os.path.exists(os.path.join(run, 'results.json')):
+        lay = RunLayout(os.path.join(folder, method, f'seed{seed}'))
+        if not os.path.exists(lay.results):
             continue
-        last = _read(os.path.join(run, 'results.json'))['rounds'][-1]
-        gen_path = os.path.join(run, 'round_1', 'generation.json')
-        gen = _read(gen_path) if os.path.exists(gen_path) else {}
-        out[method] = (last, gen)
+        gen = read_json(lay.generation(1)) if os.path.exists(lay.generation(1)) else {}
+        out[method] = (read_json(lay.results)['rounds'][-1], gen)
     return out
 
 
