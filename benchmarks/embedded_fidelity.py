@@ -4,7 +4,12 @@ checkout), ``embedded`` (the default) and ``miniature`` (the candidate miniature
 ``--runs NAME=FOLDER`` given, the base SASRec and popularity NDCG@10 of that finished run.
 
     python benchmarks/embedded_fidelity.py [--seed 0] [--json out.json] \
-        [--runs Beauty=runs/evidence_beauty_p20/base/seed2022 --runs embedded=runs/demo_base]
+        [--runs Beauty=runs/evidence_beauty_p20/base/seed2022 --runs embedded=runs/demo_base] \
+        [--miniature n_eras=12 --miniature p_complement=0.1 ...] [--write miniature.txt]
+
+``--miniature KEY=VALUE`` sets a parameter of :func:`recstudio_rsir.data.make_miniature` for the miniature
+column; ``--write FILE`` also writes that miniature as a sequence file (``user item item ...``) that
+``run_recstudio.py -d FILE`` trains on (the difficulty rows of docs/embedded.md).
 """
 import argparse
 import json
@@ -26,14 +31,30 @@ ROWS = [('users', 'users', '{:,}'), ('items', 'items', '{:,}'), ('interactions',
         ('consecutive pairs seen more than once', 'pair_recurrence', '{:.3f}')]
 
 
-def profiles(seed):
+def miniature_params(pairs):
+    """``['n_eras=12', 'p_complement=0.1']`` -> keyword arguments of make_miniature (int or float values)."""
+    import inspect
+    accepted = [k for k in inspect.signature(D.make_miniature).parameters if k != 'seed']
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition('=')
+        if key not in accepted or not value:
+            raise SystemExit(f'--miniature {pair}: expected KEY=NUMBER with KEY one of {", ".join(accepted)}')
+        try:
+            out[key] = int(value) if value.lstrip('-').isdigit() else float(value)
+        except ValueError:
+            raise SystemExit(f'--miniature {pair}: {value!r} is not a number')
+    return out
+
+
+def profiles(seed, mini=None):
     out = {}
     for name, f in (('Beauty', 'Beauty.txt.gz'), ('Toys', 'Toys_and_Games.txt.gz')):
         path = os.path.join(SHARED, f)
         if os.path.exists(path):
             out[name] = dataset_profile([[i for i, _ in s] for s in D.read_sequence_file(path).values()])
     out['embedded'] = dataset_profile([[i for i, _ in s] for s in D.make_embedded(seed).values()])
-    out['miniature'] = dataset_profile([[i for i, _ in s] for s in D.make_miniature(seed).values()])
+    out['miniature'] = dataset_profile([[i for i, _ in s] for s in D.make_miniature(seed, **(mini or {})).values()])
     return out
 
 
@@ -49,8 +70,13 @@ def main(argv=None):
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--json')
     ap.add_argument('--runs', action='append', default=[], metavar='NAME=FOLDER')
+    ap.add_argument('--miniature', action='append', default=[], metavar='KEY=VALUE')
+    ap.add_argument('--write', metavar='FILE')
     a = ap.parse_args(argv)
-    prof = profiles(a.seed)
+    mini = miniature_params(a.miniature)
+    prof = profiles(a.seed, mini)
+    if a.write:
+        D.write_sequences_txt(a.write, [[i for i, _ in s] for s in D.make_miniature(a.seed, **mini).values()])
     for spec in a.runs:
         name, folder = spec.split('=', 1)
         prof.setdefault(name, {}).update(run_row(folder))

@@ -207,18 +207,25 @@ def drop_short_users(seqs, min_len=MIN_LEN, source=''):
 # ----------------------------------------------------------------------------- embedded dataset
 
 def make_miniature(seed=0, n_users=3600, n_items=2800, n_cats=20, p_complement=0.08, p_category=0.25,
-                  p_taste=0.25, popularity_sigma=1.2, popularity_cap=1.0, length_a=3.5, length_b=2.6, max_len=400):
+                   p_taste=0.25, popularity_sigma=1.2, popularity_cap=1.0, length_a=3.5, length_b=2.6, max_len=400,
+                   n_eras=1, life=2, p_advance=0.05):
     """A candidate for the default dataset (``-d miniature[:SEED]``, issue #16 item 1): a deterministic
     miniature of the Amazon Beauty / Toys files whose statistics match theirs (docs/embedded.md: users
     per item, length quantiles, popularity concentration, no repeats, pair recurrence).  Not yet the
-    default: SASRec does not beat popularity on it yet (docs/embedded.md), unlike on the real files.
+    default (docs/embedded.md says why).
 
-    Items have a category (``n_cats``) and a lognormal attractiveness (``popularity_sigma``); each has
-    two complements in its category.  A user has a sparse taste over categories (Dirichlet 0.08) and
-    a length 5 + X with P(X = k) ~ (k + length_a)^-length_b.  From a first item drawn from the taste,
-    the next item is a complement of the current one (``p_complement``), an item of the current
-    category (``p_category``), of a category drawn from the taste (``p_taste``), or any item, each
-    weighted by attractiveness; items are not repeated.  The result is filtered to a 5-core.
+    Items have a category (``n_cats``) and a lognormal attractiveness (``popularity_sigma``, capped at the
+    ``popularity_cap`` quantile); each has two complements in its category.  A user has a sparse taste
+    over categories (Dirichlet 0.08) and a length 5 + X with P(X = k) ~ (k + length_a)^-length_b.  From a
+    first item drawn from the taste, the next item is a complement of the current one (``p_complement``),
+    an item of the current category (``p_category``), of a category drawn from the taste (``p_taste``),
+    or any item, each weighted by attractiveness; items are not repeated.  The result is a 5-core.
+
+    Time trend (``n_eras`` > 1): every item is launched in one of ``n_eras`` eras and is on sale for
+    ``life`` eras; a user starts in a uniformly drawn era and moves on to the next with probability
+    ``p_advance`` before each step; every draw but a complement is among the items on sale then.  A
+    user's last items are then recent ones, which global popularity ranks poorly, as on the real files.
+    ``n_eras=1`` (the default) is the generator without a trend, draw for draw.
 
     Returns {user token: [(item token, t), ...]}.
     """
@@ -226,14 +233,20 @@ def make_miniature(seed=0, n_users=3600, n_items=2800, n_cats=20, p_complement=0
     cat = rng.integers(0, n_cats, n_items)
     weight = np.exp(rng.normal(0.0, popularity_sigma, n_items))
     weight = np.minimum(weight, np.quantile(weight, popularity_cap))      # no single runaway bestseller
-    members = [np.flatnonzero(cat == c) for c in range(n_cats)]
-    cdf = [np.cumsum(weight[m]) / weight[m].sum() for m in members]
-    gcdf = np.cumsum(weight) / weight.sum()
+    era = rng.integers(0, n_eras, n_items) if n_eras > 1 else np.zeros(n_items, dtype=np.int64)
 
-    def in_cat(c):
-        m = members[c]
-        return m[min(int(np.searchsorted(cdf[c], rng.random())), len(m) - 1)]
-    complement = np.array([[in_cat(cat[i]), in_cat(cat[i])] for i in range(n_items)])
+    def pool(mask):                         # (items, their cumulative attractiveness) of one draw table
+        idx = np.flatnonzero(mask)
+        c = np.cumsum(weight[idx])
+        return idx, (c / c[-1] if len(idx) else c)
+    on_sale = [(era <= e) & (era > e - life) for e in range(n_eras)]
+    by_cat = [[pool(on_sale[e] & (cat == c)) for c in range(n_cats)] for e in range(n_eras)]
+    anywhere = [pool(on_sale[e]) for e in range(n_eras)]
+
+    def draw(table):                        # one attractiveness-weighted draw; None from an empty table
+        idx, c = table
+        return idx[min(int(np.searchsorted(c, rng.random())), len(idx) - 1)] if len(idx) else None
+    complement = np.array([[draw(by_cat[era[i]][cat[i]]) for _ in range(2)] for i in range(n_items)])
     ks = np.arange(max_len - 5 + 1)
     lcdf = np.cumsum((ks + length_a) ** -length_b)
     lcdf /= lcdf[-1]
@@ -242,22 +255,30 @@ def make_miniature(seed=0, n_users=3600, n_items=2800, n_cats=20, p_complement=0
     for u in range(n_users):
         taste = np.cumsum(rng.dirichlet(np.full(n_cats, 0.08)))
         taste /= taste[-1]
+
+        def liked():
+            return min(int(np.searchsorted(taste, rng.random())), n_cats - 1)
         length = 5 + int(np.searchsorted(lcdf, rng.random()))
-        cur = in_cat(min(int(np.searchsorted(taste, rng.random())), n_cats - 1))
+        e = int(rng.integers(0, n_eras)) if n_eras > 1 else 0
+        cur = draw(by_cat[e][liked()])
+        while cur is None:                  # the liked category has nothing on sale in this era
+            cur = draw(anywhere[e])
         seq, seen = [cur], {cur}
         for _ in range(20 * length):
             if len(seq) >= length:
                 break
+            if n_eras > 1 and e < n_eras - 1 and rng.random() < p_advance:
+                e += 1
             r = rng.random()
             if r < cuts[0]:
                 nxt = complement[cur, rng.integers(2)]
             elif r < cuts[1]:
-                nxt = in_cat(cat[cur])
+                nxt = draw(by_cat[e][cat[cur]])
             elif r < cuts[2]:
-                nxt = in_cat(min(int(np.searchsorted(taste, rng.random())), n_cats - 1))
+                nxt = draw(by_cat[e][liked()])
             else:
-                nxt = min(int(np.searchsorted(gcdf, rng.random())), n_items - 1)
-            if nxt not in seen:
+                nxt = draw(anywhere[e])
+            if nxt is not None and nxt not in seen:
                 seq.append(nxt)
                 seen.add(nxt)
                 cur = nxt

@@ -96,6 +96,33 @@ def test_miniature_matches_the_real_files_statistics(tmp_path):
     assert name == 'miniature1' and 'miniature' in desc and os.path.exists(os.path.join(folder, name + '.inter'))
 
 
+def test_miniature_time_trend_keeps_each_user_among_the_items_on_sale_in_their_era():
+    """With eras (issue #16 item 1) every draw but a complement is among the items on sale in the
+    user's current era, and complements come from their item's era: with ``life=1`` and users who never
+    move on, users and items split into exactly one group per era (connected components of the
+    user-item graph); without a trend they form one group.  ``n_eras=1`` is the old generator."""
+    def groups(seqs):
+        parent = {}
+
+        def find(x):
+            while parent.setdefault(x, x) != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+        for s in seqs.values():
+            for i, _ in s[1:]:
+                parent[find(i)] = find(s[0][0])
+        return len({find(i) for s in seqs.values() for i, _ in s})
+    kw = dict(n_users=1500, n_items=1200)
+    plain = D.make_miniature(3, **kw)
+    assert plain == D.make_miniature(3, n_eras=1, life=5, p_advance=0.9, **kw)
+    split = D.make_miniature(3, n_eras=4, life=1, p_advance=0.0, **kw)
+    assert split == D.make_miniature(3, n_eras=4, life=1, p_advance=0.0, **kw) != plain
+    assert groups(plain) == 1 and groups(split) == 4
+    assert groups(D.make_miniature(3, n_eras=4, life=2, p_advance=0.0, **kw)) == 1   # overlapping eras join
+    assert all(len(s) >= 5 and len({i for i, _ in s}) == len(s) for s in split.values())
+
+
 def test_dataset_profile_by_hand():
     from recstudio_rsir.analysis.stats import dataset_profile
     # items: a x3, b x2, c x1, d x1, e x1 ; pairs: (a,b) twice, others once
@@ -125,3 +152,26 @@ def test_resolve_dataset_converts_file_once(tmp_path, small_file):
     assert inter.read_text().splitlines()[0] == 'user_id:token\titem_id:token\ttimestamp:float'
     with pytest.raises(UserError, match='accepted'):
         D.resolve_dataset('', str(tmp_path))
+
+
+def test_embedded_fidelity_writes_the_miniature_it_profiles(tmp_path, capsys):
+    """benchmarks/embedded_fidelity.py --miniature KEY=VALUE --write FILE: the file holds exactly the
+    generator's sequences with those parameters (what docs/embedded.md trains on); a wrong key or value
+    stops with one line naming the accepted keys."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'embedded_fidelity', os.path.join(os.path.dirname(__file__), '..', 'benchmarks', 'embedded_fidelity.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / 'mini.txt'
+    bench.main(['--seed', '2', '--miniature', 'n_users=600', '--miniature', 'n_items=500',
+                '--miniature', 'n_eras=3', '--miniature', 'p_advance=0.2', '--write', str(out)])
+    table = capsys.readouterr().out
+    want = D.make_miniature(2, n_users=600, n_items=500, n_eras=3, p_advance=0.2)
+    assert f"| users |" in table and f"{len(want):,}" in table.split('| users |')[1].split('\n')[0]
+    got = D.read_sequence_file(str(out))
+    assert sorted([i for i, _ in s] for s in got.values()) == sorted([i for i, _ in s] for s in want.values())
+    for bad in ('colour=3', 'n_eras=many'):
+        with pytest.raises(SystemExit) as e:
+            bench.main(['--miniature', bad])
+        assert bad in str(e.value) and ('n_eras' in str(e.value) or 'not a number' in str(e.value))
