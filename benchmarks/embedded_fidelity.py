@@ -1,14 +1,16 @@
 """Issue #16 item 1: how close the embedded dataset is to the real files.  Prints a markdown table of
 :func:`recstudio_rsir.analysis.stats.dataset_profile` for Beauty, Toys (when ../shared is beside this
-checkout), ``embedded`` (the default) and ``miniature`` (the candidate miniature of the real files), and, for every
-``--runs NAME=FOLDER`` given, the base SASRec and popularity NDCG@10 of that finished run.
+checkout), ``embedded`` (the default: the miniature of the real files) and ``planted`` (the previous
+default), and, for every ``--runs NAME=FOLDER`` given, the base SASRec and popularity NDCG@10 of that
+finished run.
 
     python benchmarks/embedded_fidelity.py [--seed 0] [--json out.json] \
-        [--runs Beauty=runs/evidence_beauty_p20/base/seed2022 --runs embedded=runs/demo_base] \
-        [--miniature n_eras=12 --miniature p_complement=0.1 ...] [--write miniature.txt]
+        [--runs Beauty=runs/evidence_beauty_p20/base/seed2022 --runs embedded=runs/demo] \
+        [--miniature n_eras=12 --miniature p_complement=0.1 ...] [--write embedded.txt]
 
-``--miniature KEY=VALUE`` sets a parameter of :func:`recstudio_rsir.data.make_miniature` for the miniature
-column; ``--write FILE`` also writes that miniature as a sequence file (``user item item ...``) that
+``--miniature KEY=VALUE`` sets a parameter of :func:`recstudio_rsir.data.make_miniature` (the generator
+of ``embedded``) for the embedded column, to profile a variant; ``--write FILE`` also writes that
+dataset as a sequence file (``user item item ...``) that
 ``run_recstudio.py -d FILE`` trains on (the difficulty rows of docs/embedded.md).
 """
 import argparse
@@ -53,8 +55,8 @@ def profiles(seed, mini=None):
         path = os.path.join(SHARED, f)
         if os.path.exists(path):
             out[name] = dataset_profile([[i for i, _ in s] for s in D.read_sequence_file(path).values()])
-    out['embedded'] = dataset_profile([[i for i, _ in s] for s in D.make_embedded(seed).values()])
-    out['miniature'] = dataset_profile([[i for i, _ in s] for s in D.make_miniature(seed, **(mini or {})).values()])
+    out['embedded'] = dataset_profile([[i for i, _ in s] for s in D.make_miniature(seed, **(mini or {})).values()])
+    out['planted'] = dataset_profile([[i for i, _ in s] for s in D.make_planted(seed).values()])
     return out
 
 

@@ -48,7 +48,7 @@ RSIR = ['--augment', 'rsir']
 def tiny_dataset(folder, n_users=400, n_items=250, seed=0):
     """A small sequence file (``user item item ...`` lines) from the embedded generator."""
     from recstudio_rsir import data as D
-    seqs = D.make_embedded(seed, n_users=n_users, n_items=n_items, n_topics=8)
+    seqs = D.make_planted(seed, n_users=n_users, n_items=n_items, n_topics=8)
     path = os.path.join(folder, 'tiny.txt')
     with open(path, 'w') as f:
         for u, s in seqs.items():

@@ -44,6 +44,6 @@ if __name__ == '__main__':
     from recstudio_rsir import SelfImprovingTrainer
     args = example_args(__doc__, 'runs/example_custom_augmenter')
     result = SelfImprovingTrainer('SASRec', 'embedded', augment='swap', output=args.output,
-                                  config_dict={'train': args.train, 'rsir': {'rounds': 1}}).fit()
+                                  config_dict={'train': args.train, 'model': args.model, 'rsir': {'rounds': 1}}).fit()
     print(result.table())
     print(f"round 1: {result.rounds[1].generation['summary']}")

@@ -13,7 +13,8 @@ from recstudio_rsir import SelfImprovingTrainer  # noqa: E402
 args = example_args(__doc__, 'runs/example_quickstart')
 trainer = SelfImprovingTrainer(
     model='SASRec', dataset='embedded', output=args.output,
-    config_dict={'augment': 'rsir', 'train': args.train, 'rsir': {'rounds': 1, 'm': 5, 'p': 0.5, 'tau': 20}},
+    config_dict={'augment': 'rsir', 'train': args.train, 'model': args.model,
+                 'rsir': {'rounds': 1, 'm': 5, 'p': 0.5, 'tau': 20}},
     callbacks=[lambda r: print(f'-- round {r.round} done: test NDCG@10 {r.test["ndcg@10"]:.4f}, '
                                f'{r.train_sequences} training rows')])
 result = trainer.fit()

@@ -15,7 +15,7 @@ from recstudio_rsir import run  # noqa: E402
 
 args = example_args(__doc__, 'runs/example_weak_to_strong')
 result = run(model='HSTU', dataset='embedded', output=args.output,
-             config_dict={'augment': 'rsir', 'train': args.train,
+             config_dict={'augment': 'rsir', 'train': args.train, 'model': args.model,
                           'rsir': {'rounds': 1, 'teacher': 'SASRec'}})
 print(result.table())
 r1 = result.rounds[1]

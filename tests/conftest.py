@@ -11,7 +11,7 @@ SHARED_DATA = os.path.join(ROOT, '..', 'shared', 'data', 'seqrec')
 
 def small_sequences(seed=0, n_users=400, n_items=250):
     from recstudio_rsir import data as D
-    return D.make_embedded(seed, n_users=n_users, n_items=n_items, n_topics=8)
+    return D.make_planted(seed, n_users=n_users, n_items=n_items, n_topics=8)
 
 
 def write_seq_file(path, seqs):
