@@ -226,6 +226,30 @@ def test_generation_with_and_without_cache_is_identical(experiment):
     assert scorer.cache is not None and scorer.cache.positions_encoded > 0
 
 
+def test_a_scorer_without_rows_generates_the_same(experiment):
+    """A scorer offering only ``query(ctx, lens)`` and ``scores`` (no ``begin_batch``, no row ids: a
+    custom scorer) generates what the model's own scorer does; its queries encode whole contexts."""
+    scorer, _ = _model(experiment, 8)
+
+    class Plain:
+        def __init__(self, inner):
+            self.inner, self.num_items, self.device, self.forward_seconds = inner, inner.num_items, inner.device, 0.0
+            self.calls = 0
+
+        def query(self, ctx, lens):
+            self.calls += 1
+            return self.inner._full_query(ctx, lens)
+
+        def scores(self, q, lo, hi):
+            return self.inner.scores(q, lo, hi)
+    plain = Plain(scorer)
+    sources = experiment.real_train[:50]
+    cfg = G.GenConfig(m=2, p=0.5, tau=10, seed=4, seed_prefix='random', batch_size=19, max_len=12)
+    draws = G.predraw(sources, cfg)
+    assert G.generate_batched(plain, sources, cfg, draws)[0] == G.generate_batched(scorer, sources, cfg, draws)[0]
+    assert plain.calls > 0
+
+
 @pytest.mark.parametrize('decoding,seed', [('greedy', 0), ('greedy', 1), ('sample', 2)])
 def test_popularity_penalty_batched_equals_reference_and_lowers_popularity(experiment, decoding, seed):
     """rsir.popularity_penalty (beyond the paper): picks rank by score - lambda x log(1 + count), the

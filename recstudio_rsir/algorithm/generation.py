@@ -212,6 +212,24 @@ def _unique_sorted_rows(padded):
 
 
 @torch.no_grad()
+class _RowBlindScorer:
+    """A scorer with only ``query(ctx, lens)`` (a custom or test scorer) behind the row-aware
+    interface of :class:`ModelScorer`: ``begin_batch`` does nothing and ``rows`` are ignored, so every
+    query encodes its whole context.  Everything else is the wrapped scorer's."""
+
+    def __init__(self, scorer):
+        self._scorer = scorer
+
+    def __getattr__(self, name):
+        return getattr(self._scorer, name)
+
+    def begin_batch(self, rows, length):
+        pass
+
+    def query(self, ctx, lens, rows=None):
+        return self._scorer.query(ctx, lens)
+
+
 def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progress=None, penalty=None,
                      dist=SINGLE):
     """Generate raw trajectories (before filtering) for all sources.
@@ -229,6 +247,7 @@ def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progr
     (source ``t // m``).  All tensor work runs on the scorer's device.
     """
     t_start = time.perf_counter()
+    scorer = scorer if hasattr(scorer, 'begin_batch') else _RowBlindScorer(scorer)
     f0 = scorer.forward_seconds
     draws = draws or predraw(sources, cfg)
     dev = scorer.device
@@ -320,8 +339,7 @@ def _generate_batch(scorer, src, slen, own_all, cfg, draws, tids, stats, penalty
     out_ctx, out_len = ctx.clone(), j.clone()                        # finished rows land here
     st = _Rows(ctx=ctx, lens=j.clone(), own=own, target=target, own_draw=draws.own[tids].to(dev),
                unif=draws.uniform[tids].to(dev), j0=j, rid=torch.arange(B, device=dev), first=first)
-    if hasattr(scorer, 'begin_batch'):
-        scorer.begin_batch(B, Lmax + 1)
+    scorer.begin_batch(B, Lmax + 1)
 
     def retire(mask):
         r = st.rid[mask]
@@ -384,7 +402,7 @@ def _pass(scorer, cfg, st, provisional, penalty=None):
     A = len(st)
     Lc = int(st.lens.max())
     ctx = st.ctx[:, :Lc]                                              # [A, Lc]
-    q = scorer.query(ctx, st.lens, rows=st.rid) if hasattr(scorer, 'begin_batch') else scorer.query(ctx, st.lens)
+    q = scorer.query(ctx, st.lens, rows=st.rid)
     dev = q.device
     neg = float('-inf')
     step = (st.lens - st.j0).clamp(max=cfg.max_len - 1)               # index of the next step's draws
