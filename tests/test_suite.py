@@ -57,9 +57,17 @@ def test_suite_runs_methods_and_seeds_and_shares_round0(small_file, tmp_path):
     assert rows[('rsir', 1)]['ndcg@10']['mean'] == pytest.approx(sum(vals) / 2)
     assert rows[('rsir', 1)]['ndcg@10']['values'] == vals
     assert rows[('rsir', 1)]['best_heuristic'] == 'reorder r1'
+    # against that heuristic: paired over the seeds, and how many seeds RSIR is ahead on
+    from scipy import stats
+    heur = [json.load(open(out / 'reorder' / f'seed{s}' / 'results.json'))['rounds'][1]['ndcg@10'] for s in (1, 2)]
+    got = rows[('rsir', 1)]['ndcg@10']
+    assert got['ahead_of_best_heuristic'] == [sum(a > b for a, b in zip(vals, heur)), 2]
+    if len({a - b for a, b in zip(vals, heur)}) == 2:
+        assert got['p_vs_best_heuristic'] == pytest.approx(stats.ttest_rel(vals, heur).pvalue)
     # the report: tables and plots that are not blank
     text = (out / 'report.md').read_text()
     assert '| rsir | 1 |' in text and 'ApEn' in text and 'plots/metrics_per_round.png' in text
+    assert '| rsir r1 | reorder r1 |' in text and 'seeds both rows have' in text
     for png in ('metrics_per_round', 'data_per_round', 'generation_per_round'):
         assert _png_ok(out / 'plots' / f'{png}.png')
     # a second call re-runs nothing

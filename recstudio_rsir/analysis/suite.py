@@ -293,7 +293,10 @@ def summarize(out):
 
 def summarize_runs(runs, methods, seeds_all, kind='suite'):
     """Rows (method, round) with mean / std over seeds of each metric, relative change of the
-    mean vs base, paired t-test vs base across seeds, and the training-data statistics.
+    mean vs base, paired t-test vs base across seeds, and the training-data statistics.  Every RSIR
+    row (``rsir``, ``rsir+reorder``) is also compared with the heuristic row (reorder / insert) of the
+    same round with the best mean test NDCG@10: change of the mean, paired t-test and the number of
+    seeds it is ahead on, over the seeds both rows have.
 
     ``runs``: method name -> {seed: results.json dict}; ``'base'`` holds the runs whose round 0 is
     the reference (its round 0 is the ``base`` row; other methods contribute rounds >= 1)."""
@@ -332,13 +335,18 @@ def summarize_runs(runs, methods, seeds_all, kind='suite'):
             rows.append(row)
     heur = [r for r in rows if r['augment'] in ('reorder', 'insert')]
     for r in rows:
-        if r['augment'] == 'rsir' and heur:
+        if r['augment'].split('+')[0] == 'rsir' and heur:
             same = [h for h in heur if h['round'] == r['round']] or heur
             best = max(same, key=lambda h: h['ndcg@10']['mean'])
             r['best_heuristic'] = f"{best['method']} r{best['round']}"
+            common = [s for s in r['seeds'] if s in best['seeds']]
             for m in METRICS:
                 if best[m]['mean'] > 0:
                     r[m]['change_vs_best_heuristic'] = r[m]['mean'] / best[m]['mean'] - 1
+                v = [r[m]['values'][r['seeds'].index(s)] for s in common]
+                h = [best[m]['values'][best['seeds'].index(s)] for s in common]
+                r[m]['p_vs_best_heuristic'] = _paired_p(v, h)         # on the seeds both have
+                r[m]['ahead_of_best_heuristic'] = [int(sum(a > b for a, b in zip(v, h))), len(common)]
     return {'kind': kind, 'seeds': seeds_all, 'rows': rows,
             'missing': [f'{n}/seed{s}' for n in ['base'] + list(methods) for s in seeds_all if s not in runs.get(n, {})]}
 
@@ -347,6 +355,10 @@ def _cell(x):
     if len(x['values']) > 1:
         return f"{x['mean']:.4f} ± {x['std']:.4f}"
     return f"{x['mean']:.4f}"
+
+
+def _p(x):
+    return '' if x is None else ('< 0.001' if x < 0.001 else f'{x:.3f}')
 
 
 def _pct(x, key):
@@ -368,16 +380,22 @@ def format_summary(summary):
         lines.append(
             f"| {name} | {r['round']} | " + ' | '.join(_cell(r[m]) for m in METRICS) +
             f" | {_pct(r['ndcg@10'], 'change_vs_base')} | {_pct(r['recall@10'], 'change_vs_base')} | "
-            f"{'' if p is None else f'{p:.3f}'} | {r['val']['ndcg@20']:.4f} | {r['train_sequences']:.0f} | "
+            f"{_p(p)} | {r['val']['ndcg@20']:.4f} | {r['train_sequences']:.0f} | "
             f"{r['density']:.6f} | "
             f"{r['apen']:.4f} | {'' if acc is None else f'{acc:.1%}'} |")
     vs = [r for r in summary['rows'] if 'best_heuristic' in r]
     if vs:
-        lines += ['', '| RSIR row | best heuristic (same round) | Δ NDCG@10 | Δ Recall@10 |', '|---|---|---|---|']
+        lines += ['', '| RSIR row | best heuristic (same round) | Δ NDCG@10 | Δ Recall@10 | p (NDCG@10) | '
+                  'p (Recall@10) | ahead on (NDCG@10) |', '|---|---|---|---|---|---|---|']
         for r in vs:
+            p = [r[m].get('p_vs_best_heuristic') for m in ('ndcg@10', 'recall@10')]
+            ahead = r['ndcg@10'].get('ahead_of_best_heuristic')
             lines.append(f"| {r['method']} r{r['round']} | {r['best_heuristic']} | "
                          f"{_pct(r['ndcg@10'], 'change_vs_best_heuristic')} | "
-                         f"{_pct(r['recall@10'], 'change_vs_best_heuristic')} |")
+                         f"{_pct(r['recall@10'], 'change_vs_best_heuristic')} | "
+                         + ' | '.join(_p(x) for x in p) +
+                         f" | {'' if not ahead else f'{ahead[0]} of {ahead[1]} seeds'} |")
+        lines += ['', '(change of the means; p: paired t-test on the seeds both rows have)']
     if summary['missing']:
         lines += ['', 'Not finished: ' + ', '.join(summary['missing'])]
     return '\n'.join(lines) + '\n'
