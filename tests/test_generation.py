@@ -228,16 +228,17 @@ def test_generation_with_and_without_cache_is_identical(experiment):
 
 def test_a_scorer_without_rows_generates_the_same(experiment):
     """A scorer offering only ``query(ctx, lens)`` and ``scores`` (no ``begin_batch``, no row ids: a
-    custom scorer) generates what the model's own scorer does; its queries encode whole contexts."""
+    custom scorer) generates what the model's own scorer does, with gradients off."""
     scorer, _ = _model(experiment, 8)
 
     class Plain:
         def __init__(self, inner):
             self.inner, self.num_items, self.device, self.forward_seconds = inner, inner.num_items, inner.device, 0.0
-            self.calls = 0
+            self.calls, self.grad = 0, set()
 
         def query(self, ctx, lens):
             self.calls += 1
+            self.grad.add(torch.is_grad_enabled())
             return self.inner._full_query(ctx, lens)
 
         def scores(self, q, lo, hi):
@@ -247,7 +248,7 @@ def test_a_scorer_without_rows_generates_the_same(experiment):
     cfg = G.GenConfig(m=2, p=0.5, tau=10, seed=4, seed_prefix='random', batch_size=19, max_len=12)
     draws = G.predraw(sources, cfg)
     assert G.generate_batched(plain, sources, cfg, draws)[0] == G.generate_batched(scorer, sources, cfg, draws)[0]
-    assert plain.calls > 0
+    assert plain.calls > 0 and plain.grad == {False}          # generation never records gradients
 
 
 @pytest.mark.parametrize('decoding,seed', [('greedy', 0), ('greedy', 1), ('sample', 2)])

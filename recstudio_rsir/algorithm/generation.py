@@ -211,7 +211,6 @@ def _unique_sorted_rows(padded):
     return torch.where(x == big, 0, x)
 
 
-@torch.no_grad()
 class _RowBlindScorer:
     """A scorer with only ``query(ctx, lens)`` (a custom or test scorer) behind the row-aware
     interface of :class:`ModelScorer`: ``begin_batch`` does nothing and ``rows`` are ignored, so every
@@ -230,6 +229,7 @@ class _RowBlindScorer:
         return self._scorer.query(ctx, lens)
 
 
+@torch.no_grad()
 def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progress=None, penalty=None,
                      dist=SINGLE):
     """Generate raw trajectories (before filtering) for all sources.
