@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh Python 3.11 machine:
-#   make demo   install, then RSIR (2 rounds) with SASRec on the embedded dataset (a few minutes on CPU)
+#   make demo   install, then RSIR (1 round) with SASRec on the embedded dataset (a few minutes on CPU)
 #   make test   install, then the test suite
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
