@@ -137,6 +137,36 @@ def test_suite_calls_with_seeds_add_up(small_file, tmp_path):
     assert len(rows[('reorder', 1)]['ndcg@10']['values']) == 2
 
 
+def test_suite_method_given_more_rounds_continues_its_finished_runs(small_file, tmp_path):
+    """`rsir.rounds` may grow in a run folder, so a suite whose method now asks for 2 rounds goes on
+    from its finished 1-round run (round 1 kept as it was); it used to skip the run as finished and
+    summarise the old rounds without a word."""
+    spec = {'seeds': [1], 'common': _tiny_common(small_file), 'methods': {'rsir': {'augment': 'rsir'}}}
+    path = tmp_path / 'suite.yaml'
+    out = tmp_path / 'out'
+    run = tmp_path / 'out' / 'rsir' / 'seed1'
+
+    def suite():
+        path.write_text(yaml.safe_dump(spec))
+        r = subprocess.run(RSIR + ['suite', str(path), '--output', str(out), '--quiet'], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return json.load(open(run / 'results.json'))
+
+    first = suite()
+    assert len(first['rounds']) == 2
+    round1 = (run / 'round_1' / 'metrics.json').read_text()
+    spec['methods']['rsir']['rsir'] = {'rounds': 2}
+    second = suite()
+    assert [r['round'] for r in second['rounds']] == [0, 1, 2]
+    assert (run / 'round_1' / 'metrics.json').read_text() == round1              # not trained again
+    assert second['rounds'][1]['ndcg@10'] == first['rounds'][1]['ndcg@10']
+    assert second['rounds'][2]['train_sequences'] > second['rounds'][1]['train_sequences']
+    summ = json.load(open(out / 'summary.json'))
+    assert {(x['method'], x['round']) for x in summ['rows']} == {('base', 0), ('rsir', 1), ('rsir', 2)}
+    assert suite() == second                                                      # now finished: skipped
+
+
 def test_merge_meta_adds_seeds_and_grid_points_of_the_same_experiment(tmp_path):
     from recstudio_rsir.analysis.suite import grid_methods, merge_meta, suite_meta
     from recstudio_rsir.atomic import write_json

@@ -12,8 +12,9 @@ Folder layout::
 Round 0 of every method is the same model as ``base`` (same data, config and seed; training is
 deterministic for a seed on one device), so it is trained once per seed and each method's
 ``round_0/metrics.json`` points at the base checkpoint.  A method may therefore change only
-``augment``, ``rsir.*`` and ``aug.*``.  Finished runs (their ``results.json`` exists) are not re-run;
-an interrupted one resumes where it stopped.
+``augment``, ``rsir.*`` and ``aug.*``.  Finished runs (their ``results.json`` holds every round asked
+for) are not re-run; an interrupted one resumes where it stopped, and a finished one whose method now
+asks for more rounds goes on from its last round.
 """
 import copy
 import itertools
@@ -105,6 +106,16 @@ def share_round0(base_out, run_out):
         write_json(dst, res)
 
 
+def _finished(run_out, cfg):
+    """The run in ``run_out`` has its ``results.json`` with every round ``cfg`` asks for: a suite whose
+    method gains rounds (``rsir.rounds`` may grow in a run folder) continues its finished runs."""
+    path = os.path.join(run_out, 'results.json')
+    if not os.path.exists(path):
+        return False
+    wanted = 0 if cfg.get('augment', 'none') == 'none' else int(cfg['rsir']['rounds'])
+    return len(read_json(path)['rounds']) > wanted
+
+
 def run_jobs(jobs, progress=False):
     """Run (or skip when finished) every job in order; a job with a ``base`` folder takes its
     round 0 from there.  A run being run by another live process (``rsir suite --methods`` in two
@@ -113,7 +124,7 @@ def run_jobs(jobs, progress=False):
     from ..api import SelfImprovingTrainer
     for i, job in enumerate(jobs):
         run_out = job['cfg']['output']
-        if os.path.exists(os.path.join(run_out, 'results.json')):
+        if _finished(run_out, job['cfg']):
             continue
         log.info('[%d/%d] %s seed %d -> %s', i + 1, len(jobs), job['name'], job['seed'], run_out)
         with run_lock(run_out):
