@@ -16,6 +16,7 @@ group (``--epochs 5``, ``--batch_size 256``, ``--tau 10``); values are parsed as
 """
 import copy
 import os
+import re
 
 import yaml
 
@@ -118,12 +119,28 @@ def deep_update(base, new, where):
     return base
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` as the number YAML 1.2 and every user means: YAML 1.1
+    (PyYAML) makes a float only of ``1.0e-3`` and leaves ``1e-3`` a string, which the option checks
+    would then refuse."""
+
+
+_Loader.add_implicit_resolver(
+    'tag:yaml.org,2002:float',
+    re.compile(r'''^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                   |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$''', re.X),
+    list('-+0123456789.'))
+
+
 def load_yaml(path):
     if not os.path.exists(path):
         raise UserError(f'--config {path}: no such file')
     try:
         with open(path, encoding='utf-8') as f:
-            obj = yaml.safe_load(f)
+            obj = yaml.load(f, Loader=_Loader)
     except UnicodeDecodeError as e:
         raise UserError(f'{path}: not UTF-8 text (byte {e.start}); a config file is YAML text') from None
     except IsADirectoryError:
@@ -170,7 +187,7 @@ def model_yaml(name):
 
 def parse_value(text):
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError:
         return text
 

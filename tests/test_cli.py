@@ -47,6 +47,22 @@ def test_fidelity_off_written_bare(tmp_path):
     assert C.resolve(config_path=str(f))['rsir']['fidelity'] == 'on'
 
 
+def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
+    """`--learning_rate 1e-3` and `learning_rate: 1e-3` in a YAML are 0.001 (PyYAML alone reads them as
+    strings, and the option check refused them); words and malformed numbers stay strings."""
+    cfg = C.resolve(flags={'learning_rate': C.parse_value('1e-3'), 'rsir.p': C.parse_value('5E-1')})
+    assert cfg['train']['learning_rate'] == 0.001 and cfg['rsir']['p'] == 0.5
+    f = tmp_path / 'c.yaml'
+    f.write_text('train:\n  learning_rate: 5e-4\n  weight_decay: 1.5E-6\n')
+    cfg = C.resolve(config_path=str(f))
+    assert cfg['train']['learning_rate'] == 0.0005 and cfg['train']['weight_decay'] == 1.5e-6
+    assert [C.parse_value(t) for t in ('3', '0.5', '1e', 'e5', 'abc', '[1, 2e-3]')] == [3, 0.5, '1e', 'e5', 'abc',
+                                                                                        [1, 0.002]]
+    r = subprocess.run([sys.executable, 'run_recstudio.py', '-m', 'SASRec', '-d', 'planted', '--learning_rate', '1e-x',
+                        '--output', str(tmp_path / 'x')], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "train.learning_rate: '1e-x' is not valid" in r.stderr
+
+
 def test_bad_yaml_names_file_and_line(tmp_path):
     f = tmp_path / 'bad.yaml'
     f.write_text('train:\n  epochs: [1,\n')

@@ -122,6 +122,31 @@ def test_cl4srec_trains_and_evaluates_from_the_command_line(small_file, tmp_path
     assert 'aux_loss' in m['history'][0]                              # the contrastive term was trained
 
 
+def test_plateau_hint_only_below_the_popularity_ratio():
+    from recstudio_rsir.algorithm.loop import PLATEAU_RATIO, plateau_hint
+    pop = {'ndcg@20': 0.0120}
+    res = {'val': {'ndcg@20': 0.0125}, 'train': {'best_epoch': 4, 'epochs_run': 15}}
+    hint = plateau_hint(0, res, pop)
+    assert hint.startswith('round 0: validation NDCG@20 0.0125') and '(0.0120)' in hint
+    assert 'best epoch 4 of 15' in hint and 'train.patience' in hint and hint.count('\n') == 0
+    res['val']['ndcg@20'] = PLATEAU_RATIO * 0.0120 + 1e-6                   # a model that learnt something
+    assert plateau_hint(0, res, pop) is None
+    assert plateau_hint(1, {'val': {'ndcg@20': 0.0}}, {'ndcg@20': 0.0}) is None   # nothing to compare with
+
+
+def test_a_model_left_at_popularity_level_gets_the_plateau_hint(small_file, tmp_path):
+    """A model that cannot learn (learning rate 1e-9) ends below popularity: the run still finishes,
+    and says once per round on stderr that training may have stopped on a plateau."""
+    out = tmp_path / 'run'
+    r = subprocess.run(_cmd(small_file, out, '--augment', 'none', '--learning_rate', '1e-9'), cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [x for x in r.stderr.splitlines() if 'early plateau' in x]
+    assert len(lines) == 1 and lines[0].startswith('round 0: validation NDCG@20'), r.stderr[-2000:]
+    res = json.load(open(out / 'results.json'))
+    assert res['rounds'][0]['val']['ndcg@20'] < res['popularity']['val']['ndcg@20']
+
+
 def test_output_folder_of_another_config_is_refused(small_file, tmp_path):
     out = tmp_path / 'run'
     r = subprocess.run(_cmd(small_file, out, '--epochs', '1'), cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -117,6 +117,26 @@ def train_stats(real, synthetic, num_items):
     return st
 
 
+PLATEAU_RATIO = 1.5     # a model below this multiple of popularity's validation NDCG@20 gets a hint
+
+
+def plateau_hint(k, metrics, pop_val):
+    """One line when round ``k``'s model (``metrics``: its ``metrics.json`` dict) is hardly better than
+    the popularity baseline on validation (NDCG@20 below ``PLATEAU_RATIO`` x popularity's), else None.
+
+    Sequential models often sit at popularity level for a number of optimizer steps before they learn
+    the order; early stopping counts epochs, and on a small dataset an epoch is few steps (the embedded
+    dataset: 15 at batch 256, Beauty: 87), so a short patience can stop on that plateau."""
+    m, p = metrics['val']['ndcg@20'], pop_val['ndcg@20']
+    if not p > 0 or m >= PLATEAU_RATIO * p:
+        return None
+    t = metrics.get('train', {})
+    return (f"round {k}: validation NDCG@20 {m:.4f} is below {PLATEAU_RATIO}x popularity's ({p:.4f}); best epoch "
+            f"{t.get('best_epoch', '?')} of {t.get('epochs_run', '?')}: training may have stopped on an early "
+            'plateau; a larger train.patience or train.learning_rate, or a smaller train.batch_size (more steps '
+            'per epoch), lets it leave one')
+
+
 def run(cfg, progress=True, callbacks=(), experiment=None):
     """Plain training (augment none: round 0 only) or the self-improving loop with the configured
     augmenter; returns a :class:`~recstudio_rsir.records.RunResult` (also written to ``results.json``).
@@ -183,6 +203,9 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
                    'test': training.evaluate_popularity(ex.real_train, test, ex.num_items)}
         model, res = train_or_load(ex, (train, val, test), lay.round_dir(k), k, progress,
                                    tensorboard=lay.tensorboard(k), rows=ex.real_train + synthetic)
+        hint = plateau_hint(k, res, pop['val'])
+        if hint and dist.is_main:
+            log.warning(hint)
         rr = RoundResult(round=k, train_sequences=stats['sequences'], interactions=stats['interactions'],
                          density=stats['density'], apen=stats['apen'], apen_reciprocal=stats['apen_reciprocal'],
                          test={m: res['test'][m] for m in METRICS}, val={m: res['val'][m] for m in METRICS},
