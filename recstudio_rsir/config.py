@@ -328,6 +328,11 @@ def _check(ok, name, value, what):
         raise UserError(f'{name}: {value!r} is not valid; expected {what}')
 
 
+def rounds_asked(cfg):
+    """The rounds after round 0 that a run of ``cfg`` makes: ``rsir.rounds``, none without augmentation."""
+    return int(cfg['rsir']['rounds']) if cfg['augment'] != 'none' else 0
+
+
 def tau_value(cfg_rsir):
     """tau as a number; fidelity off means every step is accepted (tau = inf)."""
     if cfg_rsir['fidelity'] == 'off' or cfg_rsir['tau'] in ('inf', float('inf')):

@@ -156,7 +156,7 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
     dist = ex.dist
     progress = progress and dist.is_main             # one process prints
     write_text(lay.config, C.dump(cfg))              # then the config that later runs are checked against
-    rounds = int(cfg['rsir']['rounds']) if aug is not None else 0
+    rounds = C.rounds_asked(cfg)
     log.info('dataset: %s (%d users, %d items); model %s; %s; device %s', ex.dataset_desc, len(ex.real_train),
              ex.num_items - 1, cfg['model_name'],
              f"{cfg['augment']} {rounds} round(s)" if aug is not None else 'no augmentation', ex.device)

@@ -112,8 +112,7 @@ def _finished(run_out, cfg):
     path = os.path.join(run_out, 'results.json')
     if not os.path.exists(path):
         return False
-    wanted = 0 if cfg.get('augment', 'none') == 'none' else int(cfg['rsir']['rounds'])
-    return len(read_json(path)['rounds']) > wanted
+    return len(read_json(path)['rounds']) > C.rounds_asked(cfg)
 
 
 def run_jobs(jobs, progress=False):
