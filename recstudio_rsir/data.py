@@ -214,8 +214,9 @@ def make_miniature(seed=0, n_users=4500, n_items=4000, n_cats=20, p_complement=0
     Amazon Beauty / Toys files, about 3,800 users and 2,100 items, whose statistics sit beside theirs
     (docs/embedded.md: users per item, length quantiles, no repeats, pair recurrence, popularity
     concentration a little below theirs) and which is as hard as they are: SASRec beats popularity about
-    9x on test NDCG@10 (Toys 10x, Beauty 8x).  Train it like the real files (batch 256, lr 0.001-0.002,
-    dropout 0.2: yamls/demo.yaml); small batches with a high learning rate stall at popularity level.
+    9x on test NDCG@10 (Toys 10x, Beauty 8x).  Train it with the demo's recipe (batch 256, lr 0.002,
+    dropout 0.2: yamls/demo.yaml) or the real files' (the defaults) with patience 30; a short patience
+    or small batches with a high learning rate stop on the early plateau at popularity level.
 
     Items have a category (``n_cats``) and a lognormal attractiveness (``popularity_sigma``, capped at the
     ``popularity_cap`` quantile); each has two complements in its category.  A user has a sparse taste
