@@ -132,3 +132,33 @@ def test_item_scores_when_batch_equals_item_range(experiment):
     assert torch.allclose(s, q @ vecs[lo:hi].T, atol=1e-5)
     full = host.item_scores(model, q, tr.num_items, vecs)
     assert torch.equal(full[:, lo:hi], s) or torch.allclose(full[:, lo:hi], s, atol=1e-5)
+
+
+def test_round0_splits_come_from_the_trial_build_once_and_equal_a_fresh_build(experiment):
+    """The Experiment builds the round-0 splits once for its trial model and hands that build to the
+    first ``splits([])`` (a build deep-copies the dataset).  Building a model drops the columns it does
+    not use (RecStudio's ``_init_model``: timestamp here), so the kept build must equal a fresh build on
+    which a model was built too (what round 0 itself does, and dropping is idempotent); and a build is
+    never handed out twice."""
+    cached = experiment._round0
+    fresh = host.build(experiment.pristine)
+    assert 'timestamp' in fresh[0].inter_feat.fields and 'timestamp' not in cached[0].inter_feat.fields
+    experiment.new_model(fresh[0])
+    for a, b in zip(cached, fresh):
+        assert torch.equal(a.data_index, b.data_index)
+        for frame in ('inter_feat', 'item_feat', 'user_feat'):
+            fa, fb = getattr(a, frame, None), getattr(b, frame, None)
+            assert (fa is None) == (fb is None)
+            if fa is not None:
+                assert sorted(fa.fields) == sorted(fb.fields)
+                for f in fa.fields:
+                    assert torch.equal(fa.get_col(f), fb.get_col(f)), (frame, f)
+    assert experiment.splits([]) is cached
+    assert experiment.splits([]) is not cached and experiment._round0 is None
+
+
+def test_splits_with_synthetic_rows_never_use_the_trial_build(experiment):
+    cached = experiment._round0
+    tr, _, _ = experiment.splits([[1, 2, 3]])
+    assert tr is not cached[0] and len(tr) == len(cached[0]) + 1
+    assert experiment._round0 is None          # dropped, not kept for later

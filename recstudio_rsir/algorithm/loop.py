@@ -88,14 +88,25 @@ class Experiment:
         self.num_items = self.pristine.num_items
         uids, seqs = host.user_sequences(self.pristine)
         self.real_train = [s[:-2] for s in seqs if len(s) >= 3]
-        # the backbone's options are judged by building it once, before anything is written
-        models.check_model_builds(lambda: self.new_model(self.splits([])[0]), cfg['model_name'], cfg['model'])
+        # the backbone's options are judged by building it once, before anything is written; the round-0
+        # splits built for that are kept for round 0 (a build deep-copies the dataset: ~5 min at 1M users)
+        self._round0 = None
+        round0 = self.splits([])
+        models.check_model_builds(lambda: self.new_model(round0[0]), cfg['model_name'], cfg['model'])
+        self._round0 = round0
         write_text(RunLayout(out).item_tokens,
                    '\n'.join(map(str, self.pristine.field2tokens[self.pristine.fiid])) + '\n')
         if self.dist.is_main:
             self.dist.barrier()
 
     def splits(self, synthetic):
+        """(train, val, test) of the real rows plus ``synthetic`` training-only rows, built fresh from
+        ``pristine``; the first call without synthetic rows gets the build made for the trial model (each
+        build is handed out once: training deletes columns from its tables)."""
+        cached, self._round0 = self._round0, None
+        if cached is not None and not synthetic:
+            return cached
+        del cached                       # freed before the next build, not after: it is the size of the data
         return host.build(self.pristine, synthetic)
 
     def new_model(self, train_data, model_cfg=None):
