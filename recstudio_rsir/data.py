@@ -376,16 +376,28 @@ def sequence_stats(sequences, num_items=None, users=None):
 
 # ----------------------------------------------------------------------------- atomic export
 
+def _inter_lines(seqs):
+    yield 'user_id:token\titem_id:token\ttimestamp:float\n'
+    for u, s in seqs.items():
+        for i, t in s:
+            yield f'{u}\t{i}\t{t}\n'
+
+
 def write_atomic(seqs, folder, name):
     """Write ``<folder>/<name>.inter`` (RecStudio atomic format) atomically."""
     path = os.path.join(folder, f'{name}.inter')
     with atomic_path(path) as tmp:
         with open(tmp, 'w') as f:
-            f.write('user_id:token\titem_id:token\ttimestamp:float\n')
-            for u, s in seqs.items():
-                for i, t in s:
-                    f.write(f'{u}\t{i}\t{t}\n')
+            f.writelines(_inter_lines(seqs))
     return path
+
+
+def inter_sha256(seqs):
+    """sha256 of the file :func:`write_atomic` writes for ``seqs``, without writing it."""
+    h = hashlib.sha256()
+    for line in _inter_lines(seqs):
+        h.update(line.encode())
+    return h.hexdigest()
 
 
 EMBEDDED = {'embedded': (make_miniature, 'embedded miniature of Amazon Beauty/Toys'),
@@ -461,7 +473,12 @@ def resolve_dataset(spec, cache_root, find_named=None):
             raise UserError(f'-d {spec}: the {kind} dataset seed must be an integer') from None
         name = f'{kind}{seed}'
         folder = os.path.join(cache_root, name)
-        _cached_inter(folder, name, lambda: EMBEDDED[kind][0](seed))
+        made = EMBEDDED[kind][0](seed)          # about a second; the cached copy must be this data
+        _cached_inter(folder, name, lambda: made)
+        if file_digest(os.path.join(folder, f'{name}.inter'))['sha256'] != inter_sha256(made):
+            raise UserError(f'{folder}: this run folder holds `-d {kind}` data made by an older generator (before '
+                            f'issue #16 `-d embedded` was what `-d planted` is now), and its models were trained on '
+                            f'it; give a new --output to run on today\'s `-d {kind}`')
         return name, folder, f'{EMBEDDED[kind][1]} (seed {seed})'
     if os.path.isdir(spec):
         inters = sorted(f for f in os.listdir(spec) if f.endswith('.inter'))

@@ -181,3 +181,30 @@ def test_embedded_fidelity_writes_the_miniature_it_profiles(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             bench.main(['--miniature', bad])
         assert bad in str(e.value) and ('n_eras' in str(e.value) or 'not a number' in str(e.value))
+
+
+def test_a_run_folder_with_embedded_data_of_the_old_generator_is_refused(tmp_path):
+    """Before issue #16 `-d embedded` made the planted data; a run folder from then holds that data
+    under the same cache name.  Resolving `-d embedded` there must refuse (its models were trained on
+    the old data) rather than describe the old data as the miniature, and must leave the folder as it was."""
+    root = str(tmp_path / 'dataset')
+    old = os.path.join(root, 'embedded0')
+    D._cached_inter(old, 'embedded0', lambda: D.make_planted(0))
+    before = {f: open(os.path.join(old, f), 'rb').read() for f in os.listdir(old)}
+    with pytest.raises(UserError, match='older generator.*new --output'):
+        D.resolve_dataset('embedded', root)
+    assert {f: open(os.path.join(old, f), 'rb').read() for f in os.listdir(old)} == before
+    # the folder of today's generator resolves, and again from its cache
+    fresh = str(tmp_path / 'fresh')
+    assert D.resolve_dataset('embedded', fresh)[2].startswith('embedded miniature')
+    assert D.resolve_dataset('embedded', fresh)[0] == 'embedded0'
+    # `-d planted` in the old folder's root is a different cache name and works
+    assert D.resolve_dataset('planted', root)[0] == 'planted0'
+
+
+def test_inter_sha256_is_the_digest_of_the_written_file(tmp_path):
+    seqs = {'u1': [('a', 1.0), ('b', 2.0)], 'u2': [('c', 3.0)]}
+    path = D.write_atomic(seqs, str(tmp_path), 'x')
+    from recstudio_rsir.atomic import file_digest
+    assert file_digest(path)['sha256'] == D.inter_sha256(seqs)
+    assert D.inter_sha256({'u1': [('a', 1.0)]}) != D.inter_sha256(seqs)
