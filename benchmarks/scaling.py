@@ -12,8 +12,9 @@ the default settings (user regime, batch 256).  Stages, timed in order in one pr
   make      write the sequence file
   load      convert it and load it through RecStudio (loop.Experiment: read, .inter, dataset, trial model)
   splits    build train/val/test with one synthetic row per user (the reversed real row)
-  epoch     one training epoch on those rows (real + synthetic); its validation runs on the first
-            --eval_users users (a full-ranking pass over every user is the quadratic evaluate stage)
+  epoch     one training epoch on those rows (real + synthetic), or its first --epoch_batches batches (then
+            the epoch's time is scaled by batches); its validation runs on the first --eval_users users (a
+            full-ranking pass over every user is the quadratic evaluate stage)
   evaluate  full-ranking test evaluation of all users (or the first --eval_users; then per-user time scales)
   generate  RSIR generation (m 5, p 0.5, tau 20, greedy, key/value cache) from the 1-epoch model, on all
             training rows or on the first --gen_sources of them (then per-source time is what scales)
@@ -22,6 +23,7 @@ After each stage: its seconds, the process's peak resident memory so far (ru_max
 memory now.  ``--table`` fits the growth exponent b of seconds ~ interactions^b between consecutive sizes.
 """
 import argparse
+import itertools
 import json
 import math
 import os
@@ -71,7 +73,7 @@ def _rss_mb():
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
 
 
-def one_size(n_users, out, threads, gen_sources, eval_users=0, stop_after=None, seed=0):
+def one_size(n_users, out, threads, gen_sources, eval_users=0, stop_after=None, seed=0, epoch_batches=0):
     import torch
     torch.set_num_threads(threads)
     from recstudio_rsir import config as C, host
@@ -115,10 +117,15 @@ def one_size(n_users, out, threads, gen_sources, eval_users=0, stop_after=None, 
     t0 = time.time()
     cfg['train']['eval_max_users'] = eval_users or None   # fit validates after its epoch: cap it like evaluate
     model = ex.new_model(train)
+    batches = math.ceil(len(train) / cfg['train']['batch_size'])
+    if epoch_batches and epoch_batches < batches:    # time the first N batches (the work per batch is alike)
+        loader = train.train_loader
+        train.train_loader = lambda **kw: itertools.islice(loader(**kw), epoch_batches)
     summary = training.fit(model, train, val, cfg['train'], os.path.join(run, 'model'), ex.device)
     h = summary['history'][0]
     rec['epoch_seconds'] = h['train_seconds']                    # the epoch alone (validation is like test)
-    if stage('epoch', t0, train_seconds=h['train_seconds'], with_val_seconds=h['seconds']):
+    if stage('epoch', t0, train_seconds=h['train_seconds'], with_val_seconds=h['seconds'], batches=batches,
+             timed_batches=min(epoch_batches or batches, batches)):
         return rec
 
     t0 = time.time()
@@ -143,6 +150,9 @@ def full_seconds(rec, stage):
     epoch alone (without its validation), evaluation and generation scaled by users timed / all."""
     st = rec['stages'][stage]
     if stage == 'epoch':
+        timed, total = st.get('timed_batches'), st.get('batches')
+        if timed and total and timed < total:
+            return st['train_seconds'] * total / timed, True
         return st['train_seconds'], False
     part = {'evaluate': st.get('eval_users'), 'generate': st.get('sources')}.get(stage) or rec['users']
     return st['seconds'] * rec['users'] / part, part < rec['users']
@@ -177,6 +187,7 @@ def main():
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--gen_sources', type=int, default=0, help='generate from the first N rows only (0 = all)')
     ap.add_argument('--eval_users', type=int, default=0, help='evaluate the first N test users only (0 = all)')
+    ap.add_argument('--epoch_batches', type=int, default=0, help='time the first N batches of the epoch (0 = all)')
     ap.add_argument('--stop_after', choices=STAGES, help='stop after this stage')
     ap.add_argument('--table', help='print the table of the scaling_*.json files in this folder')
     a = ap.parse_args()
@@ -185,11 +196,13 @@ def main():
         return
     sizes = [int(x) for x in a.users.split(',')]
     if len(sizes) == 1:
-        one_size(sizes[0], os.path.abspath(a.out), a.threads, a.gen_sources, a.eval_users, a.stop_after)
+        one_size(sizes[0], os.path.abspath(a.out), a.threads, a.gen_sources, a.eval_users, a.stop_after,
+                 epoch_batches=a.epoch_batches)
         return
     for n in sizes:                      # a fresh process per size: its peak memory is its own
         subprocess.run([sys.executable, __file__, '--users', str(n), '--out', a.out, '--threads', str(a.threads),
-                        '--gen_sources', str(a.gen_sources), '--eval_users', str(a.eval_users)]
+                        '--gen_sources', str(a.gen_sources), '--eval_users', str(a.eval_users),
+                        '--epoch_batches', str(a.epoch_batches)]
                        + (['--stop_after', a.stop_after] if a.stop_after else []), check=True)
     print(table(a.out))
 

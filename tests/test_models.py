@@ -341,3 +341,33 @@ def test_eval_max_users_validates_on_the_first_users_only(experiment, tmp_path):
     assert rec['val_ndcg@20'] == pytest.approx(first['ndcg@20'], abs=1e-9)
     assert rec['val_recall@20'] == pytest.approx(first['recall@20'], abs=1e-9)
     assert (first['ndcg@20'], first['recall@20']) != (every['ndcg@20'], every['recall@20'])
+
+
+def test_scaling_benchmark_times_part_of_an_epoch_and_scales_it_by_batches(tmp_path, monkeypatch):
+    """benchmarks/scaling.py --epoch_batches N trains on the first N batches of the epoch only (the
+    million-user epoch is an hour on one core) and the table scales its seconds by batches / N; every
+    stage still runs and is recorded."""
+    import importlib.util
+    import os
+    spec = importlib.util.spec_from_file_location(
+        'scaling', os.path.join(os.path.dirname(__file__), '..', 'benchmarks', 'scaling.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    seen = []
+    real_fit = training.fit
+
+    def counting_fit(model, train, *a, **k):
+        loader = train.train_loader
+        train.train_loader = lambda **kw: (seen.append(1) or b for b in loader(**kw))
+        return real_fit(model, train, *a, **k)
+    monkeypatch.setattr(training, 'fit', counting_fit)
+    rec = bench.one_size(600, str(tmp_path), 1, gen_sources=20, eval_users=50, epoch_batches=2)
+    ep = rec['stages']['epoch']
+    assert list(rec['stages']) == list(bench.STAGES)
+    assert ep['timed_batches'] == 2 == len(seen) and ep['batches'] == math.ceil(2 * rec['stages']['load']['users'] / 256)
+    assert ep['batches'] > 2
+    full, part = bench.full_seconds(rec, 'epoch')
+    assert part and full == pytest.approx(ep['train_seconds'] * ep['batches'] / 2)
+    assert rec['stages']['generate']['sources'] == 20
+    assert 50 <= rec['stages']['evaluate']['eval_users'] < 600     # whole evaluation batches of the first users
+    assert 'from a part' in bench.table(str(tmp_path)).split('| epoch |')[1].split('\n')[0]
