@@ -430,18 +430,22 @@ def _converted(cache_root, source_path, label, read):
 def _cached_inter(folder, name, make):
     """Make ``<folder>/<name>.inter`` from ``make()`` (user -> [(item, t)]) unless it is there and
     still matches the size + hash recorded beside it (``<name>.inter.digest.json``, written after
-    it): a damaged or edited converted file is converted again, never read."""
+    it): a damaged or edited converted file is converted again, never read.  Returns the file's
+    :func:`file_digest`."""
     path = os.path.join(folder, f'{name}.inter')
     record = path + '.digest.json'
     if os.path.isfile(path) and os.path.isfile(record):
         try:
             with open(record, encoding='utf-8') as f:
-                if json.load(f) == file_digest(path):
-                    return
+                digest = file_digest(path)
+                if json.load(f) == digest:
+                    return digest
         except (ValueError, UnicodeDecodeError, OSError):
             pass
     write_atomic(make(), folder, name)
-    write_json(record, file_digest(path))
+    digest = file_digest(path)
+    write_json(record, digest)
+    return digest
 
 
 def rows_digest(rows):
@@ -474,8 +478,7 @@ def resolve_dataset(spec, cache_root, find_named=None):
         name = f'{kind}{seed}'
         folder = os.path.join(cache_root, name)
         made = EMBEDDED[kind][0](seed)          # about a second; the cached copy must be this data
-        _cached_inter(folder, name, lambda: made)
-        if file_digest(os.path.join(folder, f'{name}.inter'))['sha256'] != inter_sha256(made):
+        if _cached_inter(folder, name, lambda: made)['sha256'] != inter_sha256(made):
             raise UserError(f'{folder}: this run folder holds `-d {kind}` data made by an older generator (before '
                             f'issue #16 `-d embedded` was what `-d planted` is now), and its models were trained on '
                             f'it; give a new --output to run on today\'s `-d {kind}`')
