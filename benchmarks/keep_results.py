@@ -5,7 +5,8 @@ machine and any session can re-summarise them (``rsir report benchmarks/results/
 
 Kept (same layout): suite.json / summary.json / summary.md / matrix.json of a suite folder, and for every
 run folder config.yaml, results.json and round_k/{metrics.json, generation.json, train_stats.json}.
-Never checkpoints, synthetic rows or converted data.  Unfinished runs (no results.json) are skipped.
+Never checkpoints, synthetic rows or converted data.  Of a run that stopped mid-way (no results.json),
+the config and the rounds that finished training (their metrics.json) are kept: the summary shows them.
 """
 import os
 import shutil
@@ -21,9 +22,11 @@ def keep(src, dst):
     for root, dirs, files in os.walk(src):
         dirs[:] = [d for d in dirs if d not in ('model', 'dataset', 'teacher', 'tensorboard', 'plots')]
         rel = os.path.relpath(root, src)
-        is_run = 'results.json' in files
-        is_round = os.path.basename(root).startswith('round_') and os.path.exists(
-            os.path.join(os.path.dirname(root), 'results.json'))
+        is_run = 'results.json' in files or ('config.yaml' in files and rel != '.')
+        parent = os.path.dirname(root)
+        is_round = os.path.basename(root).startswith('round_') and (
+            os.path.exists(os.path.join(parent, 'results.json')) or
+            (os.path.exists(os.path.join(parent, 'config.yaml')) and 'metrics.json' in files))
         names = (KEEP_TOP if rel == '.' else ()) + (KEEP_RUN if is_run else ()) + (KEEP_ROUND if is_round else ())
         for f in names:
             if f in files:

@@ -242,6 +242,46 @@ class RunResult:
         res.output = os.path.dirname(path)
         return res
 
+    @classmethod
+    def load_rounds(cls, folder: str) -> Optional['RunResult']:
+        """The rounds that finished training in the run folder ``folder`` whose ``results.json`` is not
+        written yet (a run stopped mid-way): rounds 0, 1, ... for as long as ``round_k/metrics.json`` and
+        ``round_k/train_stats.json`` are there (round 0 of a suite method is the base run's, shared).
+        None when not even round 0 finished.  Read from the JSON and YAML files alone;
+        ``popularity`` is empty, ``device`` is the configured one and ``wall_seconds`` is the sum of
+        the finished rounds' training and generation seconds (a lower bound on the wall clock)."""
+        import yaml
+        from .atomic import read_json
+        lay = RunLayout(folder)
+        if not os.path.exists(lay.config):
+            return None
+        with open(lay.config, encoding='utf-8') as f:
+            cfg = yaml.safe_load(f)
+        rounds: List[RoundResult] = []
+        wall = 0.0
+        while os.path.exists(lay.metrics(len(rounds))) and os.path.exists(lay.train_stats(len(rounds))):
+            k = len(rounds)
+            m, st = read_json(lay.metrics(k)), read_json(lay.train_stats(k))
+            gen = read_json(lay.generation(k)) if k > 0 and os.path.exists(lay.generation(k)) else None
+            rr = RoundResult.from_dict(
+                {**{x: m['test'][x] for x in METRICS}, 'round': k, 'train_sequences': st['sequences'],
+                 'interactions': st['interactions'], 'density': st['density'], 'apen': st.get('apen'),
+                 'apen_reciprocal': st.get('apen_reciprocal'), 'val': {x: m['val'][x] for x in METRICS},
+                 'generation': gen, 'train_seconds': m['train']['train_seconds'],
+                 'epochs_run': m['train']['epochs_run'], 'best_epoch': m['train']['best_epoch']},
+                lay.metrics(k))
+            rr.change_vs_round0 = {x: (rr.test[x] - rounds[0].test[x]) / rounds[0].test[x] if rounds and
+                                   rounds[0].test[x] else 0.0 for x in METRICS}
+            wall += rr.train_seconds + float((gen or {}).get('seconds') or 0.0)
+            rounds.append(rr)
+        if not rounds:
+            return None
+        augment = cfg.get('augment', 'none')
+        return cls(model=cfg.get('model_name', ''), dataset=str(cfg.get('dataset', '')), augment=augment,
+                   fidelity=cfg.get('rsir', {}).get('fidelity') if augment == 'rsir' else None,
+                   seed=int(cfg.get('train', {}).get('seed', 0)), device=str(cfg.get('train', {}).get('device')),
+                   flavour='', popularity={}, rounds=rounds, wall_seconds=wall, output=folder)
+
     @property
     def best(self) -> RoundResult:
         """The round with the highest validation NDCG@20 (how a user picks a round without test)."""

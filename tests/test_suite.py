@@ -165,6 +165,30 @@ def test_suite_method_given_more_rounds_continues_its_finished_runs(small_file, 
     summ = json.load(open(out / 'summary.json'))
     assert {(x['method'], x['round']) for x in summ['rows']} == {('base', 0), ('rsir', 1), ('rsir', 2)}
     assert suite() == second                                                      # now finished: skipped
+    # a run stopped mid-way (no results.json; round 2 was training): its finished rounds, read from the
+    # round files alone, are the rounds results.json held, and the summary shows them and says so
+    from recstudio_rsir.records import RunResult
+    os.remove(run / 'results.json')
+    assert RunResult.load_rounds(str(run)).to_dict()['rounds'] == second['rounds']
+    os.remove(run / 'round_2' / 'metrics.json')
+    assert RunResult.load_rounds(str(run)).to_dict()['rounds'] == second['rounds'][:2]
+    r = subprocess.run(RSIR + ['report', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    part = json.load(open(out / 'summary.json'))
+    assert [(x['method'], x['round']) for x in part['rows']] == [('base', 0), ('rsir', 1)]
+    assert part['rows'][1] == [x for x in summ['rows'] if (x['method'], x['round']) == ('rsir', 1)][0] | {
+        'wall_seconds': part['rows'][1]['wall_seconds']}
+    assert part['partial'] == ['rsir/seed1 (rounds 0-1)'] and not part['missing']
+    assert 'Stopped mid-way' in (out / 'summary.md').read_text()
+    # keep_results keeps the finished rounds of such a run, and they re-summarise to the same rows
+    kept = tmp_path / 'kept'
+    r = subprocess.run([sys.executable, 'benchmarks/keep_results.py', str(out), str(kept)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not (kept / 'rsir' / 'seed1' / 'round_2').exists()
+    r = subprocess.run(RSIR + ['report', str(kept)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.load(open(kept / 'summary.json'))['rows'] == part['rows']
 
 
 def test_merge_meta_adds_seeds_and_grid_points_of_the_same_experiment(tmp_path):

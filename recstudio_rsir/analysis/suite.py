@@ -14,7 +14,9 @@ deterministic for a seed on one device), so it is trained once per seed and each
 ``round_0/metrics.json`` points at the base checkpoint.  A method may therefore change only
 ``augment``, ``rsir.*`` and ``aug.*``.  Finished runs (their ``results.json`` holds every round asked
 for) are not re-run; an interrupted one resumes where it stopped, and a finished one whose method now
-asks for more rounds goes on from its last round.
+asks for more rounds goes on from its last round.  The summary also shows the finished rounds of a
+run that stopped mid-way (a lease that ended, a killed job): each (method, round) row averages the
+seeds that reached that round and names them when they are not all the suite's seeds.
 """
 import copy
 import itertools
@@ -274,14 +276,22 @@ def grid_methods(axes, augment):
 # ----------------------------------------------------------------------------- summary
 
 def _runs(out, meta):
+    """method -> {seed: results dict} of the runs in ``out``, and the names of the runs among them
+    that stopped mid-way (no ``results.json``; their finished rounds, :meth:`RunResult.load_rounds`)."""
     names = ['base'] + list(meta['methods'])
-    runs = {}
+    runs, partial = {}, []
     for n in names:
         for s in meta['seeds']:
-            p = os.path.join(out, n, f'seed{s}', 'results.json')
+            folder = os.path.join(out, n, f'seed{s}')
+            p = os.path.join(folder, 'results.json')
             if os.path.exists(p):
                 runs.setdefault(n, {})[s] = RunResult.load(p).to_dict()     # checked: a damaged file is one line
-    return runs
+                continue
+            res = RunResult.load_rounds(folder)
+            if res is not None and (n == 'base' or len(res.rounds) > 1):   # a method's round 0 is base's
+                runs.setdefault(n, {})[s] = res.to_dict()
+                partial.append(f'{n}/seed{s} (rounds 0-{len(res.rounds) - 1})')
+    return runs, partial
 
 
 def _paired_p(a, b):
@@ -298,7 +308,10 @@ def _paired_p(a, b):
 def summarize(out):
     """The summary of the suite folder ``out`` (see :func:`summarize_runs`)."""
     meta = read_json(os.path.join(out, 'suite.json'))
-    return summarize_runs(_runs(out, meta), list(meta['methods']), meta['seeds'], meta.get('kind', 'suite'))
+    runs, partial = _runs(out, meta)
+    summary = summarize_runs(runs, list(meta['methods']), meta['seeds'], meta.get('kind', 'suite'))
+    summary['partial'] = partial
+    return summary
 
 
 def summarize_runs(runs, methods, seeds_all, kind='suite'):
@@ -309,16 +322,17 @@ def summarize_runs(runs, methods, seeds_all, kind='suite'):
     seeds it is ahead on, over the seeds both rows have.
 
     ``runs``: method name -> {seed: results.json dict}; ``'base'`` holds the runs whose round 0 is
-    the reference (its round 0 is the ``base`` row; other methods contribute rounds >= 1)."""
+    the reference (its round 0 is the ``base`` row; other methods contribute rounds >= 1).  A row
+    ``(method, k)`` averages the seeds whose run has round ``k``."""
     base = runs.get('base', {})
     rows = []
     for name in ['base'] + list(methods):
         by_seed = runs.get(name, {})
         if not by_seed:
             continue
-        n_rounds = min(len(r['rounds']) for r in by_seed.values())
+        n_rounds = max(len(r['rounds']) for r in by_seed.values())
         for k in range(0 if name == 'base' else 1, n_rounds):
-            seeds = sorted(by_seed)
+            seeds = sorted(s for s in by_seed if len(by_seed[s]['rounds']) > k)   # a row: the seeds that reached k
             row = {'method': name, 'round': k, 'augment': next(iter(by_seed.values()))['augment'],
                    'fidelity': next(iter(by_seed.values())).get('fidelity'), 'seeds': seeds}
             for m in METRICS:
@@ -406,6 +420,8 @@ def format_summary(summary):
                          + ' | '.join(_p(x) for x in p) +
                          f" | {'' if not ahead else f'{ahead[0]} of {ahead[1]} seeds'} |")
         lines += ['', '(change of the means; p: paired t-test on the seeds both rows have)']
+    if summary.get('partial'):
+        lines += ['', 'Stopped mid-way (their finished rounds are in the table): ' + ', '.join(summary['partial'])]
     if summary['missing']:
         lines += ['', 'Not finished: ' + ', '.join(summary['missing'])]
     return '\n'.join(lines) + '\n'
