@@ -1,49 +1,81 @@
 #!/usr/bin/env bash
-# Issue #16, item 2 on one GPU: SASRec, patience 20, RSIR for 3 rounds (seeds 2022-2024) and RSIR with
-# fidelity control off for 3 rounds (seed 2022), on Beauty and Toys, from yamls/paper_{beauty,toys}_full.yaml.
-# Eight suites run side by side on one GPU (two CPU threads each); the fidelity-off suite of a file starts
-# once that file's base run of seed 2022 has finished (the two would otherwise both claim it).
+# Suites side by side on one GPU, for a lease of limited time (issue #16).  By default, item 2: SASRec,
+# patience 20, RSIR for 3 rounds (seeds 2022-2024) and RSIR with fidelity control off for 3 rounds (seed
+# 2022), on Beauty and Toys, from yamls/paper_{beauty,toys}_full.yaml: eight suites.
 #
 #   bash benchmarks/gpu_rounds.sh [WATCH_SECONDS] [TAR]
+#   JOBS="YAML:METHODS:SEED ..." bash benchmarks/gpu_rounds.sh [WATCH_SECONDS] [TAR]
 #
-# Starts the runs that are not running (each in its own session, so it outlives this script), prints
-# progress every minute for WATCH_SECONDS (default 540) or until all have exited, then, when TAR is
-# given, packs the small result files (json, yaml, logs; never checkpoints) into TAR.  Called again it
-# only watches; suites resume where they stopped.  Keep the results with benchmarks/keep_results.py.
+# e.g. item 5 (CL4SRec and HSTU, base vs RSIR 1 round, 3 seeds), six suites:
+#   JOBS="$(for y in hstu cl4srec; do for s in 2022 2023 2024; do echo yamls/evidence_beauty_$y.yaml:rsir:$s; done; done)" \
+#     bash benchmarks/gpu_rounds.sh 540 runs.tgz
+#
+# Each job is `rsir suite YAML --device cuda:0 --num_threads 2 --seeds SEED --methods METHODS --quiet`, in
+# its own session (so it outlives this script), logged to runs/gpu_logs/ (DEVICE=cpu for a dry run; POLL
+# seconds between checks, default 30).  Jobs of one YAML and seed share that seed's base run: the first
+# starts at once, the others once the base run has finished (two would otherwise both claim it).  Prints
+# progress every two minutes for WATCH_SECONDS (default 540) or until all have exited, then, when TAR is
+# given, packs the small result files (json, yaml, md, logs; never checkpoints) into TAR.  Called again on the same machine it only watches; suites resume where they
+# stopped.  Keep the results with benchmarks/keep_results.py (stopped runs keep their finished rounds).
 set -u
 WATCH=${1:-540}
 TAR=${2:-}
 PY=${PYTHON:-python3}
+DEFAULT_JOBS=""
+for d in beauty toys; do
+  for s in 2022 2023 2024; do DEFAULT_JOBS+=" yamls/paper_${d}_full.yaml:rsir:$s"; done
+  DEFAULT_JOBS+=" yamls/paper_${d}_full.yaml:rsir_fidelity_off:2022"
+done
+JOBS=${JOBS:-$DEFAULT_JOBS}
 mkdir -p runs/gpu_logs
-start() {  # start DATASET METHOD SEED, unless its log says it is running or done
-  local log=runs/gpu_logs/$1_$2_$3.log
+out_of() { sed -n 's/^output:[[:space:]]*//p' "$1" | head -1; }
+log_of() { local y=$(basename "$1" .yaml); echo "runs/gpu_logs/${y}_${2//,/+}_$3.log"; }
+start() {  # start YAML METHODS SEED, unless started already or its seed's base is being trained by another
+  local yaml=$1 methods=$2 seed=$3 log
+  log=$(log_of "$yaml" "$methods" "$seed")
   [ -e "$log" ] && return
-  echo "start $1 $2 seed $3"
-  setsid nohup $PY -m recstudio_rsir.cli suite yamls/paper_$1_full.yaml --device cuda:0 --num_threads 2 \
-    --seeds "$3" --methods "$2" --quiet > "$log" 2>&1 < /dev/null &
+  if [ ! -e "$(out_of "$yaml")/base/seed$seed/results.json" ] && \
+     ls runs/gpu_logs/"$(basename "$yaml" .yaml)"_*_"$seed".log >/dev/null 2>&1; then
+    return
+  fi
+  echo "start $yaml $methods seed $seed"
+  setsid nohup $PY -m recstudio_rsir.cli suite "$yaml" --device "${DEVICE:-cuda:0}" --num_threads 2 \
+    --seeds "$seed" --methods "$methods" --quiet > "$log" 2>&1 < /dev/null &
+  echo $! > "${log%.log}.pid"
+}
+running() {  # how many of the jobs started (by this call or an earlier one) are alive
+  local n=0 f
+  for f in runs/gpu_logs/*.pid; do
+    [ -e "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && n=$((n + 1))
+  done
+  echo $n
 }
 launch() {
-  for d in beauty toys; do
-    for s in 2022 2023 2024; do start $d rsir $s; done
-    [ -e runs/paper_${d}_full/base/seed2022/results.json ] && start $d rsir_fidelity_off 2022
+  local job
+  for job in $JOBS; do
+    IFS=: read -r yaml methods seed <<< "$job"
+    start "$yaml" "$methods" "$seed"
   done
 }
 progress() {
-  for f in runs/paper_*_full/*/seed*; do
-    [ -d "$f" ] || continue
-    local done=$(ls -d "$f"/round_*/metrics.json 2>/dev/null | wc -l)
-    local fin=""; [ -e "$f/results.json" ] && fin=" finished"
-    echo "  $f: ${done} round(s) with metrics${fin}"
+  local job yaml f done fin
+  for yaml in $(for job in $JOBS; do echo "${job%%:*}"; done | sort -u); do
+    for f in "$(out_of "$yaml")"/*/seed*; do
+      [ -d "$f" ] || continue
+      done=$(ls -d "$f"/round_*/metrics.json 2>/dev/null | wc -l)
+      fin=""; [ -e "$f/results.json" ] && fin=" finished"
+      echo "  $f: ${done} round(s) with metrics${fin}"
+    done
   done
 }
 t0=$(date +%s)
 launch
 while :; do
-  sleep 30
+  sleep "${POLL:-30}"
   launch
   el=$(( $(date +%s) - t0 ))
-  alive=$(pgrep -fc "recstudio_rsir.cli suite" || true)
-  if (( el % 120 < 30 )) || (( alive == 0 )) || (( el >= WATCH )); then
+  alive=$(running)
+  if (( el % 120 < ${POLL:-30} )) || (( alive == 0 )) || (( el >= WATCH )); then
     echo "--- ${el}s, ${alive} suite(s) running"; progress
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
   fi

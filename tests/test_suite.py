@@ -339,3 +339,30 @@ def test_paper_tables_script_smoke(small_file, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     text = md.read_text()
     assert f'## {path}' in text and '| rsir | 1 |' in text and '| base | 0 |' in text
+
+
+def test_gpu_rounds_script_runs_jobs_side_by_side_and_waits_for_the_shared_base(small_file, tmp_path):
+    """benchmarks/gpu_rounds.sh (DEVICE=cpu): every job finishes, a second job of the same seed starts only
+    once that seed's base run has finished (it trains no base of its own), and the tarball holds the small
+    files and no checkpoint."""
+    import tarfile
+    spec = {'output': str(tmp_path / 'suite'), 'seeds': [3, 4], 'common': _tiny_common(small_file),
+            'methods': {'rsir': {'augment': 'rsir'}, 'reorder': {'augment': 'reorder'}}}
+    spec['common']['train']['epochs'] = 1
+    path = tmp_path / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(spec))
+    jobs = f'{path}:rsir:3 {path}:reorder:3 {path}:rsir:4'
+    r = subprocess.run(['bash', os.path.join(ROOT, 'benchmarks', 'gpu_rounds.sh'), '600', 'out.tgz'], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=900,
+                       env=dict(os.environ, JOBS=jobs, DEVICE='cpu', POLL='1', PYTHON=sys.executable))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '0 suite(s) running' in r.stdout and '==' not in r.stdout, r.stdout[-3000:]      # no error in a log
+    for run in ('base/seed3', 'rsir/seed3', 'reorder/seed3', 'base/seed4', 'rsir/seed4'):
+        assert (tmp_path / 'suite' / run / 'results.json').exists(), run
+    logs = tmp_path / 'runs' / 'gpu_logs'
+    assert 'base seed 3' in (logs / 'tiny_rsir_3.log').read_text()
+    assert 'base seed 3' not in (logs / 'tiny_reorder_3.log').read_text()
+    assert r.stdout.index('start') < r.stdout.index(f'start {path} reorder seed 3')
+    with tarfile.open(tmp_path / 'out.tgz') as t:
+        names = t.getnames()
+    assert 'runs/gpu_logs/tiny_reorder_3.log' in names and not [n for n in names if n.endswith(('.pt', '.npz'))]
