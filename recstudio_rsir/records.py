@@ -255,21 +255,30 @@ class RunResult:
         lay = RunLayout(folder)
         if not os.path.exists(lay.config):
             return None
-        with open(lay.config, encoding='utf-8') as f:
-            cfg = yaml.safe_load(f)
+        try:
+            with open(lay.config, encoding='utf-8') as f:
+                cfg = yaml.safe_load(f)
+            if not isinstance(cfg, dict):
+                raise ValueError('not a mapping')
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as e:
+            raise UserError(f'{lay.config}: damaged ({str(e).splitlines()[0][:100]}); it is the config the run '
+                            'wrote: re-run the command that made this folder') from None
         rounds: List[RoundResult] = []
         wall = 0.0
         while os.path.exists(lay.metrics(len(rounds))) and os.path.exists(lay.train_stats(len(rounds))):
             k = len(rounds)
             m, st = read_json(lay.metrics(k)), read_json(lay.train_stats(k))
             gen = read_json(lay.generation(k)) if k > 0 and os.path.exists(lay.generation(k)) else None
-            rr = RoundResult.from_dict(
-                {**{x: m['test'][x] for x in METRICS}, 'round': k, 'train_sequences': st['sequences'],
-                 'interactions': st['interactions'], 'density': st['density'], 'apen': st.get('apen'),
-                 'apen_reciprocal': st.get('apen_reciprocal'), 'val': {x: m['val'][x] for x in METRICS},
-                 'generation': gen, 'train_seconds': m['train']['train_seconds'],
-                 'epochs_run': m['train']['epochs_run'], 'best_epoch': m['train']['best_epoch']},
-                lay.metrics(k))
+            try:
+                row = {**{x: m['test'][x] for x in METRICS}, 'round': k, 'train_sequences': st['sequences'],
+                       'interactions': st['interactions'], 'density': st['density'], 'apen': st.get('apen'),
+                       'apen_reciprocal': st.get('apen_reciprocal'), 'val': {x: m['val'][x] for x in METRICS},
+                       'generation': gen, 'train_seconds': m['train']['train_seconds'],
+                       'epochs_run': m['train']['epochs_run'], 'best_epoch': m['train']['best_epoch']}
+            except (KeyError, TypeError, AttributeError) as e:
+                raise UserError(f'{lay.round_dir(k)}: metrics.json or train_stats.json lacks {e}; the files are '
+                                'damaged (delete the round folder and re-run the command to train it again)') from None
+            rr = RoundResult.from_dict(row, lay.metrics(k))
             rr.change_vs_round0 = {x: (rr.test[x] - rounds[0].test[x]) / rounds[0].test[x] if rounds and
                                    rounds[0].test[x] else 0.0 for x in METRICS}
             wall += rr.train_seconds + float((gen or {}).get('seconds') or 0.0)

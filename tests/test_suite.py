@@ -172,6 +172,12 @@ def test_suite_method_given_more_rounds_continues_its_finished_runs(small_file, 
     assert RunResult.load_rounds(str(run)).to_dict()['rounds'] == second['rounds']
     os.remove(run / 'round_2' / 'metrics.json')
     assert RunResult.load_rounds(str(run)).to_dict()['rounds'] == second['rounds'][:2]
+    from recstudio_rsir.errors import UserError
+    good = (run / 'round_1' / 'train_stats.json').read_text()
+    (run / 'round_1' / 'train_stats.json').write_text('{"sequences": 3}')           # damaged: one line naming it
+    with pytest.raises(UserError, match=r'round_1: metrics.json or train_stats.json lacks'):
+        RunResult.load_rounds(str(run))
+    (run / 'round_1' / 'train_stats.json').write_text(good)
     r = subprocess.run(RSIR + ['report', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     part = json.load(open(out / 'summary.json'))
