@@ -170,6 +170,22 @@ class RoundResult:
             raise UserError(f'{where}: a round entry lacks {e}; the file is damaged (re-run the command '
                             'that wrote it)') from None
 
+    @classmethod
+    def of_round(cls, k: int, metrics: Dict[str, Any], stats: Dict[str, Any], generation: Optional[Dict[str, Any]],
+                 base: Optional['RoundResult'] = None, layout: Optional[RunLayout] = None) -> 'RoundResult':
+        """Round ``k``'s row from its ``metrics.json`` dict, its ``train_stats.json`` dict and the rows'
+        ``generation.json`` dict; ``change_vs_round0`` relative to ``base`` (round 0's row; None when
+        this is round 0).  A missing key raises KeyError (the caller knows which file it read)."""
+        t = metrics['train']
+        rr = cls(round=k, train_sequences=stats['sequences'], interactions=stats['interactions'],
+                 density=stats['density'], apen=stats.get('apen'), apen_reciprocal=stats.get('apen_reciprocal'),
+                 test={m: metrics['test'][m] for m in METRICS}, val={m: metrics['val'][m] for m in METRICS},
+                 generation=generation, train_seconds=t['train_seconds'], epochs_run=t['epochs_run'],
+                 best_epoch=t['best_epoch'], _layout=layout)
+        ref = base or rr
+        rr.change_vs_round0 = {m: (rr.test[m] - ref.test[m]) / ref.test[m] if ref.test[m] else 0.0 for m in METRICS}
+        return rr
+
     @property
     def metrics(self) -> Dict[str, float]:
         """Test metrics (alias of ``test``)."""
@@ -250,19 +266,12 @@ class RunResult:
         None when not even round 0 finished.  Read from the JSON and YAML files alone;
         ``popularity`` is empty, ``device`` is the configured one and ``wall_seconds`` is the sum of
         the finished rounds' training and generation seconds (a lower bound on the wall clock)."""
-        import yaml
         from .atomic import read_json
+        from .config import load_yaml
         lay = RunLayout(folder)
         if not os.path.exists(lay.config):
             return None
-        try:
-            with open(lay.config, encoding='utf-8') as f:
-                cfg = yaml.safe_load(f)
-            if not isinstance(cfg, dict):
-                raise ValueError('not a mapping')
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as e:
-            raise UserError(f'{lay.config}: damaged ({str(e).splitlines()[0][:100]}); it is the config the run '
-                            'wrote: re-run the command that made this folder') from None
+        cfg = load_yaml(lay.config)                  # a damaged file: one line naming it
         rounds: List[RoundResult] = []
         wall = 0.0
         while os.path.exists(lay.metrics(len(rounds))) and os.path.exists(lay.train_stats(len(rounds))):
@@ -270,17 +279,10 @@ class RunResult:
             m, st = read_json(lay.metrics(k)), read_json(lay.train_stats(k))
             gen = read_json(lay.generation(k)) if k > 0 and os.path.exists(lay.generation(k)) else None
             try:
-                row = {**{x: m['test'][x] for x in METRICS}, 'round': k, 'train_sequences': st['sequences'],
-                       'interactions': st['interactions'], 'density': st['density'], 'apen': st.get('apen'),
-                       'apen_reciprocal': st.get('apen_reciprocal'), 'val': {x: m['val'][x] for x in METRICS},
-                       'generation': gen, 'train_seconds': m['train']['train_seconds'],
-                       'epochs_run': m['train']['epochs_run'], 'best_epoch': m['train']['best_epoch']}
+                rr = RoundResult.of_round(k, m, st, gen, base=rounds[0] if rounds else None, layout=lay)
             except (KeyError, TypeError, AttributeError) as e:
                 raise UserError(f'{lay.round_dir(k)}: metrics.json or train_stats.json lacks {e}; the files are '
                                 'damaged (delete the round folder and re-run the command to train it again)') from None
-            rr = RoundResult.from_dict(row, lay.metrics(k))
-            rr.change_vs_round0 = {x: (rr.test[x] - rounds[0].test[x]) / rounds[0].test[x] if rounds and
-                                   rounds[0].test[x] else 0.0 for x in METRICS}
             wall += rr.train_seconds + float((gen or {}).get('seconds') or 0.0)
             rounds.append(rr)
         if not rounds:

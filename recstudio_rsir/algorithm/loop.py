@@ -217,15 +217,7 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
         hint = plateau_hint(k, res, pop['val'])
         if hint and dist.is_main:
             log.warning(hint)
-        rr = RoundResult(round=k, train_sequences=stats['sequences'], interactions=stats['interactions'],
-                         density=stats['density'], apen=stats['apen'], apen_reciprocal=stats['apen_reciprocal'],
-                         test={m: res['test'][m] for m in METRICS}, val={m: res['val'][m] for m in METRICS},
-                         generation=gen_info, train_seconds=res['train']['train_seconds'],
-                         epochs_run=res['train']['epochs_run'], best_epoch=res['train']['best_epoch'],
-                         _layout=lay)
-        base = rows[0] if rows else rr
-        rr.change_vs_round0 = {m: (rr.test[m] - base.test[m]) / base.test[m] if base.test[m] else 0.0
-                               for m in METRICS}
+        rr = RoundResult.of_round(k, res, stats, gen_info, base=rows[0] if rows else None, layout=lay)
         rows.append(rr)
         for cb in callbacks:
             cb(rr)
