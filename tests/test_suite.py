@@ -205,7 +205,7 @@ def test_merge_meta_adds_seeds_and_grid_points_of_the_same_experiment(tmp_path):
     methods = {'rsir': {'augment': 'rsir'}}
     assert merge_meta(path, suite_meta(common, methods, [3])) == suite_meta(common, methods, [3])   # no file yet
     write_json(path, suite_meta(common, methods, [3, 1]))
-    assert merge_meta(path, suite_meta(common, methods, [2, 1]))['seeds'] == [3, 1, 2]
+    assert merge_meta(path, suite_meta(common, methods, [2, 1]))['seeds'] == [1, 2, 3]   # sorted, not arrival order
     # another experiment in the same folder replaces the description
     other = dict(common, train={'patience': 5})
     assert merge_meta(path, suite_meta(other, methods, [2]))['seeds'] == [2]
@@ -213,7 +213,7 @@ def test_merge_meta_adds_seeds_and_grid_points_of_the_same_experiment(tmp_path):
     # a method added to the YAML (the old ones unchanged) keeps the folder's seeds; a redefined one does not
     grown = dict(methods, both={'augment': 'rsir+reorder'})
     m = merge_meta(path, suite_meta(common, grown, [2]))
-    assert m['seeds'] == [3, 1, 2] and list(m['methods']) == ['rsir', 'both']
+    assert m['seeds'] == [1, 2, 3] and list(m['methods']) == ['rsir', 'both']
     assert merge_meta(path, suite_meta(common, {'rsir': {'augment': 'rsir', 'rsir': {'tau': 5}}}, [2]))['seeds'] == [2]
     # grids: values of the same axes add up, methods in the grid's order
     ax10 = [['rsir.tau', [10, 20]]]

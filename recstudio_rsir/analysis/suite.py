@@ -222,14 +222,14 @@ def merge_meta(path, meta):
     runs part of the same experiment (same kind and common settings; ``--seeds N`` in two shells,
     or grid values added later) adds to what the folder already holds instead of replacing it, so
     every call's summary covers every seed (and grid point) of the folder: the seeds become the
-    union, and a grid's methods and axis values too; a suite whose YAML gained a method (the old
+    union, sorted (whichever shell came first), and a grid's methods and axis values too; a suite whose YAML gained a method (the old
     methods unchanged) keeps its seeds.  Anything else replaces the description."""
     if not os.path.exists(path):
         return meta
     old = read_json(path)
     if old.get('kind') != meta['kind'] or old.get('common') != meta['common']:
         return meta
-    merged = dict(meta, seeds=list(old['seeds']) + [s for s in meta['seeds'] if s not in old['seeds']])
+    merged = dict(meta, seeds=_sorted(list(old['seeds']) + [s for s in meta['seeds'] if s not in old['seeds']]))
     if meta['kind'] == 'grid' and [k for k, _ in old.get('axes', [])] == [k for k, _ in meta.get('axes', [])]:
         axes = [[k, _sorted(list(v) + [x for x in nv if x not in v])]
                 for (k, v), (_, nv) in zip(old['axes'], meta['axes'])]
@@ -371,7 +371,7 @@ def summarize_runs(runs, methods, seeds_all, kind='suite'):
                 h = [best[m]['values'][best['seeds'].index(s)] for s in common]
                 r[m]['p_vs_best_heuristic'] = _paired_p(v, h)         # on the seeds both have
                 r[m]['ahead_of_best_heuristic'] = [int(sum(a > b for a, b in zip(v, h))), len(common)]
-    return {'kind': kind, 'seeds': seeds_all, 'rows': rows,
+    return {'kind': kind, 'seeds': _sorted(list(seeds_all)), 'rows': rows,
             'missing': [f'{n}/seed{s}' for n in ['base'] + list(methods) for s in seeds_all if s not in runs.get(n, {})]}
 
 
