@@ -10,6 +10,20 @@
 #   JOBS="$(for y in hstu cl4srec; do for s in 2022 2023 2024; do echo yamls/evidence_beauty_$y.yaml:rsir:$s; done; done)" \
 #     bash benchmarks/gpu_rounds.sh 540 runs.tgz
 #
+# On the device tool's machines (Python 3.12, pandas 3 in the image, which RecStudio 0.0.2a1 cannot use;
+# no network), carry the packages and the data from this machine (both folders in .git/info/exclude):
+#   pip download --no-deps -d .whl recstudio==0.0.2a1 colorlog
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl/pd pandas==2.2.3 pytz tzdata
+#   mkdir -p .devdata && cp ../shared/data/seqrec/*.gz .devdata/
+# and begin the device command (carry: .whl, .devdata) with
+#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+#   python3 -c "import pandas, sys; sys.exit(pandas.__version__ >= '3')" ||
+#     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/pd .whl/pd/*.whl
+#   export PYTHONPATH=/tmp/pd:/tmp/site:$PWD; mkdir -p ../shared/data/seqrec; cp .devdata/*.gz ../shared/data/seqrec/
+# Suites started by one call keep running (own sessions) while the machine is held: later calls within
+# its 30-second warm window only watch and pack.
+#
 # Each job is `rsir suite YAML --device cuda:0 --num_threads 2 --seeds SEED --methods METHODS --quiet`, in
 # its own session (so it outlives this script), logged to runs/gpu_logs/ (DEVICE=cpu for a dry run; POLL
 # seconds between checks, default 30).  Jobs of one YAML and seed share that seed's base run: the first
