@@ -244,10 +244,12 @@ def main(argv=None):
     try:
         commands = {'stats': stats_main, 'suite': suite_main, 'matrix': matrix_main, 'report': report_main}
         if argv and argv[0] in commands:
-            return commands[argv[0]](argv[1:])
-        if argv and argv[0] == 'run':
-            argv = argv[1:]
-        return run_main(argv)
+            code = commands[argv[0]](argv[1:])
+        else:
+            code = run_main(argv[1:] if argv and argv[0] == 'run' else argv)
+        from . import distributed
+        distributed.shutdown()          # torchrun: leave the process group before the interpreter exits
+        return code
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -92,6 +92,7 @@ class Dist:
 
 
 SINGLE = Dist()
+_OWN_GROUP = False      # whether setup() joined the process group (then shutdown() leaves it)
 
 
 def _comm_device():
@@ -115,8 +116,29 @@ def setup(device: str):
     local = int(os.environ.get('LOCAL_RANK', '0'))
     if cuda:
         torch.cuda.set_device(local)
+    global _OWN_GROUP
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend='nccl' if cuda else 'gloo')
+        _OWN_GROUP = True
     d = Dist(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size())
     atomic.set_writer(d.is_main)
     return d, torch.device('cuda', local) if cuda else torch.device(device)
+
+
+def shutdown() -> bool:
+    """Leave the process group that :func:`setup` joined, after a barrier; True if it did.
+
+    Call it once at the end of a process that finished its work without an error (the command line does;
+    a script that calls ``SelfImprovingTrainer(...).fit()`` under torchrun should too).  A process that
+    exits with the group still alive can be aborted while the interpreter shuts down (SIGABRT,
+    "terminate called without an active exception": gloo's worker threads outlive Python; seen once
+    under load on the 2-core machine, 2026-12-06), which turns a finished run into a failed torchrun
+    job.  Not called after an error: another rank may still be inside a collective, and tearing down
+    then can hang.  A group the caller created itself is left alone; one process: nothing to do."""
+    global _OWN_GROUP
+    if not (_OWN_GROUP and torch.distributed.is_initialized()):
+        return False
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    _OWN_GROUP = False
+    return True

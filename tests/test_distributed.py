@@ -108,3 +108,55 @@ def test_multi_run_commands_refuse_torchrun(data, tmp_path):
                        env=env)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'torchrun' in r.stderr and 'run_recstudio.py' in r.stderr
     assert not (tmp_path / 's').exists()
+
+
+def _one_process_group_env(monkeypatch):
+    """Environment for a real gloo group of one process inside the test process (setup() joins it as
+    it would under torchrun)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    for k, v in dict(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK='0', LOCAL_RANK='0',
+                     WORLD_SIZE='1').items():
+        monkeypatch.setenv(k, v)
+
+
+def test_shutdown_leaves_the_group_that_setup_joined(monkeypatch):
+    """setup() under torchrun joins the process group; shutdown() leaves it (once) so that no gloo
+    thread outlives the interpreter; a group the caller created is left alone."""
+    import torch
+    from recstudio_rsir import distributed
+    _one_process_group_env(monkeypatch)
+    monkeypatch.setattr(distributed, 'launched', lambda: True)
+    monkeypatch.setattr(distributed, '_OWN_GROUP', False)
+    try:
+        d, device = distributed.setup('cpu')
+        assert torch.distributed.is_initialized() and (d.rank, d.world, str(device)) == (0, 1, 'cpu')
+        assert distributed.shutdown() is True
+        assert not torch.distributed.is_initialized()
+        assert distributed.shutdown() is False                      # nothing left to leave
+        torch.distributed.init_process_group('gloo')                # the caller's own group
+        distributed.setup('cpu')
+        assert distributed.shutdown() is False and torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def test_the_command_line_leaves_the_group_only_after_success(monkeypatch):
+    """main() calls shutdown() when the command finished; after a bad-input error it does not (another
+    rank may still be inside a collective)."""
+    from recstudio_rsir import cli, distributed
+    from recstudio_rsir.errors import UserError
+    calls = []
+    monkeypatch.setattr(distributed, 'shutdown', lambda: calls.append('shutdown') or True)
+    monkeypatch.setattr(cli, 'run_main', lambda argv: calls.append(('run', argv)) or 0)
+    assert cli.main(['run', '-m', 'SASRec']) == 0
+    assert calls == [('run', ['-m', 'SASRec']), 'shutdown']
+
+    def bad(argv):
+        raise UserError('--x: bad')
+    calls.clear()
+    monkeypatch.setattr(cli, 'run_main', bad)
+    assert cli.main(['-m', 'SASRec']) == 2 and calls == []
