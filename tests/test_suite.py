@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -372,3 +373,26 @@ def test_gpu_rounds_script_runs_jobs_side_by_side_and_waits_for_the_shared_base(
     with tarfile.open(tmp_path / 'out.tgz') as t:
         names = t.getnames()
     assert 'runs/gpu_logs/tiny_reorder_3.log' in names and not [n for n in names if n.endswith(('.pt', '.npz'))]
+
+
+def test_report_lines_start_from_base_over_the_methods_own_seeds():
+    """A method run on fewer seeds than base (rsir_real on seed 1 beside rsir on seeds 1-2) is plotted
+    from base over its own seeds and labelled with them, as summary.md does; a full method keeps base."""
+    from recstudio_rsir.analysis import report as R
+
+    def row(method, rnd, vals):
+        seeds = sorted(vals)
+        cells = {m: {'mean': float(np.mean([vals[s] for s in seeds])), 'std': 0.0,
+                     'values': [vals[s] for s in seeds]} for m in R.METRICS}
+        return dict(cells, method=method, round=rnd, seeds=seeds)
+
+    summary = {'rows': [row('base', 0, {1: 0.10, 2: 0.20}), row('rsir', 1, {1: 0.30, 2: 0.40}),
+                        row('rsir', 2, {1: 0.50}), row('rsir_real', 1, {1: 0.30}), row('rsir_real', 2, {1: 0.35})]}
+    series = R._series(summary)
+    assert list(series) == ['rsir', 'rsir_real (seeds 1)']
+    assert [r['round'] for r in series['rsir']] == [0, 1, 2]
+    assert series['rsir'][0]['ndcg@10']['mean'] == pytest.approx(0.15)        # base over seeds 1-2
+    real = series['rsir_real (seeds 1)']
+    assert [r['round'] for r in real] == [0, 1, 2]
+    assert real[0]['ndcg@10']['mean'] == pytest.approx(0.10)                 # base over seed 1 only
+    assert real[0]['seeds'] == [1] and summary['rows'][0]['seeds'] == [1, 2]  # the summary is not changed

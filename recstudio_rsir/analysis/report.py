@@ -33,14 +33,35 @@ def _single_run_summary(folder):
 
 
 def _series(summary):
-    """method -> (rounds, rows) with the base row as round 0 of every method."""
+    """label -> rows over rounds, round 0 = the base row over the seeds of the method's first row.
+
+    A method run on fewer seeds than base is labelled with its seeds, as in ``summary.md``, and its
+    round 0 averages base over those seeds only: a line never starts from other seeds' base."""
     rows = summary['rows']
     base = [r for r in rows if r['method'] == 'base']
-    out = {}
-    for r in rows:
-        if r['method'] != 'base':
-            out.setdefault(r['method'], list(base)).append(r)
+    out, label_of = {}, {}
+    for r in rows:                          # a method's rows come together, round 1 first
+        if r['method'] == 'base':
+            continue
+        if r['method'] not in label_of:
+            seeds = r['seeds']
+            label = (r['method'] if not base or seeds == base[0]['seeds']
+                     else f"{r['method']} (seeds {', '.join(map(str, seeds))})")
+            label_of[r['method']] = label
+            out[label] = [_base_over(base[0], seeds)] if base else []
+        out[label_of[r['method']]].append(r)
     return out or ({'base': base} if base else {})
+
+
+def _base_over(row, seeds):
+    """The base summary row restricted to ``seeds`` (mean / sample std of each test metric)."""
+    if list(row['seeds']) == list(seeds) or not set(seeds) <= set(row['seeds']):
+        return row                      # the same seeds, or seeds base lacks (the summary has no change there)
+    out = dict(row, seeds=list(seeds))
+    for m in METRICS:
+        v = [row[m]['values'][row['seeds'].index(s)] for s in seeds]
+        out[m] = {'mean': float(np.mean(v)), 'std': float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 'values': v}
+    return out
 
 
 def _pyplot():
