@@ -44,11 +44,9 @@ def _series(summary):
         if r['method'] == 'base':
             continue
         if r['method'] not in label_of:
-            seeds = r['seeds']
-            label = (r['method'] if not base or seeds == base[0]['seeds']
-                     else f"{r['method']} (seeds {', '.join(map(str, seeds))})")
+            label = S.row_label(r, len(base[0]['seeds'])) if base else r['method']
             label_of[r['method']] = label
-            out[label] = [_base_over(base[0], seeds)] if base else []
+            out[label] = [_base_over(base[0], r['seeds'])] if base else []
         out[label_of[r['method']]].append(r)
     return out or ({'base': base} if base else {})
 
@@ -59,8 +57,7 @@ def _base_over(row, seeds):
         return row                      # the same seeds, or seeds base lacks (the summary has no change there)
     out = dict(row, seeds=list(seeds))
     for m in METRICS:
-        v = [row[m]['values'][row['seeds'].index(s)] for s in seeds]
-        out[m] = {'mean': float(np.mean(v)), 'std': float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 'values': v}
+        out[m] = S.metric_cell([row[m]['values'][row['seeds'].index(s)] for s in seeds])
     return out
 
 

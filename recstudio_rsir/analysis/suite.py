@@ -314,6 +314,17 @@ def summarize(out):
     return summary
 
 
+def metric_cell(values):
+    """One metric of a summary row: mean, sample std (0 for one seed) and the per-seed values."""
+    return {'mean': float(np.mean(values)), 'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            'values': values}
+
+
+def row_label(row, n_seeds):
+    """A summary row's method name, with its seeds when it has fewer than the folder's ``n_seeds``."""
+    return row['method'] if len(row['seeds']) == n_seeds else f"{row['method']} (seeds {', '.join(map(str, row['seeds']))})"
+
+
 def summarize_runs(runs, methods, seeds_all, kind='suite'):
     """Rows (method, round) with mean / std over seeds of each metric, relative change of the
     mean vs base, paired t-test vs base across seeds, and the training-data statistics.  Every RSIR
@@ -338,8 +349,7 @@ def summarize_runs(runs, methods, seeds_all, kind='suite'):
             for m in METRICS:
                 v = [by_seed[s]['rounds'][k][m] for s in seeds]
                 b = [base[s]['rounds'][0][m] for s in seeds if s in base]
-                row[m] = {'mean': float(np.mean(v)), 'std': float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                          'values': v}
+                row[m] = metric_cell(v)
                 if len(b) == len(v) and np.mean(b) > 0:
                     row[m]['change_vs_base'] = float(np.mean(v) / np.mean(b) - 1)
                     row[m]['p_vs_base'] = _paired_p(v, b) if name != 'base' else None
@@ -400,7 +410,7 @@ def format_summary(summary):
     for r in summary['rows']:
         p = r['ndcg@10'].get('p_vs_base')
         acc = r.get('acceptance_rate')
-        name = r['method'] if len(r['seeds']) == n else f"{r['method']} (seeds {', '.join(map(str, r['seeds']))})"
+        name = row_label(r, n)
         lines.append(
             f"| {name} | {r['round']} | " + ' | '.join(_cell(r[m]) for m in METRICS) +
             f" | {_pct(r['ndcg@10'], 'change_vs_base')} | {_pct(r['recall@10'], 'change_vs_base')} | "
