@@ -375,9 +375,12 @@ def test_gpu_rounds_script_runs_jobs_side_by_side_and_waits_for_the_shared_base(
     assert 'runs/gpu_logs/tiny_reorder_3.log' in names and not [n for n in names if n.endswith(('.pt', '.npz'))]
 
 
-def test_report_lines_start_from_base_over_the_methods_own_seeds():
-    """A method run on fewer seeds than base (rsir_real on seed 1 beside rsir on seeds 1-2) is plotted
-    from base over its own seeds and labelled with them, as summary.md does; a full method keeps base."""
+def test_report_lines_average_one_set_of_seeds_from_base_to_their_last_round():
+    """A plotted line never mixes seeds: a method run on fewer seeds than base (rsir_real on seed 1 beside
+    rsir on seeds 1-2) starts from base over its own seeds and is labelled with them, as summary.md does;
+    a round that fewer seeds reached (rsir round 2, seed 1 only) starts a line of its own over those seeds,
+    with every earlier round restricted to them, and the full line stops at the last round all its seeds
+    reached.  The data plots, whose statistics have no per-seed values, keep one line a method."""
     from recstudio_rsir.analysis import report as R
 
     def row(method, rnd, vals):
@@ -389,10 +392,17 @@ def test_report_lines_start_from_base_over_the_methods_own_seeds():
     summary = {'rows': [row('base', 0, {1: 0.10, 2: 0.20}), row('rsir', 1, {1: 0.30, 2: 0.40}),
                         row('rsir', 2, {1: 0.50}), row('rsir_real', 1, {1: 0.30}), row('rsir_real', 2, {1: 0.35})]}
     series = R._series(summary)
-    assert list(series) == ['rsir', 'rsir_real (seeds 1)']
-    assert [r['round'] for r in series['rsir']] == [0, 1, 2]
-    assert series['rsir'][0]['ndcg@10']['mean'] == pytest.approx(0.15)        # base over seeds 1-2
+    assert list(series) == ['rsir', 'rsir (seeds 1)', 'rsir_real (seeds 1)']
+    full, part = series['rsir'], series['rsir (seeds 1)']
+    assert [r['round'] for r in full] == [0, 1] and [r['ndcg@10']['mean'] for r in full] == pytest.approx([0.15, 0.35])
+    assert [r['round'] for r in part] == [0, 1, 2]
+    assert [r['ndcg@10']['mean'] for r in part] == pytest.approx([0.10, 0.30, 0.50])   # seed 1 at every round
     real = series['rsir_real (seeds 1)']
     assert [r['round'] for r in real] == [0, 1, 2]
     assert real[0]['ndcg@10']['mean'] == pytest.approx(0.10)                 # base over seed 1 only
     assert real[0]['seeds'] == [1] and summary['rows'][0]['seeds'] == [1, 2]  # the summary is not changed
+    means = R._series(summary, split_seeds=False)     # the data plots: statistics kept as means, one line a method
+    assert list(means) == ['rsir', 'rsir_real (seeds 1)'] and [r['round'] for r in means['rsir']] == [0, 1, 2]
+    styles = R._styles(series)                    # one colour per method; its lines over fewer seeds dashed
+    assert styles['rsir']['color'] == styles['rsir (seeds 1)']['color'] != styles['rsir_real (seeds 1)']['color']
+    assert [styles[k]['linestyle'] for k in series] == ['-', '--', '-']

@@ -32,30 +32,41 @@ def _single_run_summary(folder):
     return summary
 
 
-def _series(summary):
-    """label -> rows over rounds, round 0 = the base row over the seeds of the method's first row.
+def _series(summary, split_seeds=True):
+    """label -> rows over rounds: the lines of a per-round plot, round 0 = base.
 
-    A method run on fewer seeds than base is labelled with its seeds, as in ``summary.md``, and its
-    round 0 averages base over those seeds only: a line never starts from other seeds' base."""
+    With ``split_seeds`` (the test-metric plot) every line averages one set of seeds from round 0 to its
+    last round: a method's first line covers the rounds that all the seeds of its round 1 reached, and a
+    later round reached by fewer seeds (a run still going, or stopped) starts a line of its own over those
+    seeds, every earlier round restricted to them.  Without it (the data and generation plots, whose
+    statistics are kept as means, without per-seed values) a method is one line over all its rounds.
+    Either way a line starts from base over the seeds of its first row and is labelled with them when
+    they are fewer than base's, as in ``summary.md``."""
     rows = summary['rows']
     base = [r for r in rows if r['method'] == 'base']
-    out, label_of = {}, {}
-    for r in rows:                          # a method's rows come together, round 1 first
-        if r['method'] == 'base':
+    n_seeds = len(base[0]['seeds']) if base else max((len(r['seeds']) for r in rows), default=0)
+    by_method = {}
+    for r in rows:
+        if r['method'] != 'base':
+            by_method.setdefault(r['method'], []).append(r)
+    out = {}
+    for method, rs in by_method.items():
+        if not split_seeds:
+            out[S.row_label(rs[0], n_seeds)] = ([_restrict(base[0], rs[0]['seeds'])] if base else []) + rs
             continue
-        if r['method'] not in label_of:
-            label = S.row_label(r, len(base[0]['seeds'])) if base else r['method']
-            label_of[r['method']] = label
-            out[label] = [_base_over(base[0], r['seeds'])] if base else []
-        out[label_of[r['method']]].append(r)
+        for seeds in dict.fromkeys(tuple(r['seeds']) for r in rs):      # in order of rounds, no repeats
+            line = [_restrict(r, seeds) for r in rs if set(seeds) <= set(r['seeds'])]
+            out[S.row_label({'method': method, 'seeds': list(seeds)}, n_seeds)] = \
+                ([_restrict(base[0], seeds)] if base else []) + line
     return out or ({'base': base} if base else {})
 
 
-def _base_over(row, seeds):
-    """The base summary row restricted to ``seeds`` (mean / sample std of each test metric)."""
-    if list(row['seeds']) == list(seeds) or not set(seeds) <= set(row['seeds']):
-        return row                      # the same seeds, or seeds base lacks (the summary has no change there)
-    out = dict(row, seeds=list(seeds))
+def _restrict(row, seeds):
+    """A summary row restricted to ``seeds`` (mean / sample std of each test metric over them)."""
+    seeds = list(seeds)
+    if list(row['seeds']) == seeds or not set(seeds) <= set(row['seeds']):
+        return row                      # the same seeds, or seeds the row lacks (the summary has no change there)
+    out = dict(row, seeds=seeds)
     for m in METRICS:
         out[m] = S.metric_cell([row[m]['values'][row['seeds'].index(s)] for s in seeds])
     return out
@@ -74,22 +85,29 @@ def _savefig(fig, path):
         fig.savefig(tmp, format='png', dpi=110, bbox_inches='tight')
 
 
-def _colour(names, name):
-    """The same colour for a method in every plot of a report."""
-    return f'C{names.index(name) % 10}'
+def _styles(series):
+    """label -> matplotlib style: one colour per method in every plot of a report, a method's lines over
+    fewer seeds dashed."""
+    methods = list(dict.fromkeys(rs[-1]['method'] for rs in series.values()))
+    seen, out = set(), {}
+    for label, rs in series.items():
+        method = rs[-1]['method']
+        out[label] = {'color': f'C{methods.index(method) % 10}', 'linestyle': '--' if method in seen else '-'}
+        seen.add(method)
+    return out
 
 
 def _two_panels(series, panels, title, path, errors=False):
     """One figure, two panels side by side; ``panels`` = [(value(row), y label)]; one line per method
     over rounds (error bars = std over seeds when ``errors``)."""
     plt = _pyplot()
-    summary_names = list(series)
+    styles = _styles(series)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     for ax, (value, label) in zip(axes, panels):
         for name, rs in series.items():
             x, y = [r['round'] for r in rs], [value(r)[0] for r in rs]
             err = [value(r)[1] for r in rs] if errors else None
-            ax.errorbar(x, y, yerr=err, marker='o', capsize=3, label=name, color=_colour(summary_names, name))
+            ax.errorbar(x, y, yerr=err, marker='o', capsize=3, label=name, **styles[name])
         ax.set_xlabel('round')
         ax.set_ylabel(label)
         ax.set_xticks(sorted({r['round'] for rs in series.values() for r in rs}))
@@ -107,24 +125,24 @@ def plot_metrics(summary, path):
 
 
 def plot_data(summary, path):
-    _two_panels(_series(summary), [(lambda r: (r['density'], 0), 'density of the training rows'),
+    _two_panels(_series(summary, split_seeds=False), [(lambda r: (r['density'], 0), 'density of the training rows'),
                                    (lambda r: (r['apen'], 0), 'mean ApEn (m=2, r=0)')],
                 'Training data per round', path)
 
 
 def plot_generation(summary, path):
     plt = _pyplot()
-    full = _series(summary)
-    names = list(full)
+    full = _series(summary, split_seeds=False)
+    styles = _styles(full)
     series = {n: [r for r in rs if r['round'] > 0] for n, rs in full.items()}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     for name, rs in series.items():
         acc = [(r['round'], r['acceptance_rate']) for r in rs if r.get('acceptance_rate') is not None]
         if acc:
-            axes[0].plot(*zip(*acc), marker='o', label=name, color=_colour(names, name))
+            axes[0].plot(*zip(*acc), marker='o', label=name, **styles[name])
         own = [(r['round'], r['diagnostics']['own_history_share']) for r in rs if r.get('diagnostics')]
         if own:
-            axes[1].plot(*zip(*own), marker='o', label=name, color=_colour(names, name))
+            axes[1].plot(*zip(*own), marker='o', label=name, **styles[name])
     rounds = sorted({r['round'] for rs in series.values() for r in rs})
     axes[0].set_ylabel('RSIR steps accepted / tried')
     axes[1].set_ylabel("share of synthetic interactions\non the source user's own items")
