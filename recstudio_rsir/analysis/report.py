@@ -98,8 +98,8 @@ def _styles(series):
 
 
 def _two_panels(series, panels, title, path, errors=False):
-    """One figure, two panels side by side; ``panels`` = [(value(row), y label)]; one line per method
-    over rounds (error bars = std over seeds when ``errors``)."""
+    """One figure, two panels side by side; ``panels`` = [(value(row), y label)]; one line per entry of
+    ``series`` (see ``_series``) over rounds (error bars = std over seeds when ``errors``)."""
     plt = _pyplot()
     styles = _styles(series)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
@@ -125,8 +125,9 @@ def plot_metrics(summary, path):
 
 
 def plot_data(summary, path):
-    _two_panels(_series(summary, split_seeds=False), [(lambda r: (r['density'], 0), 'density of the training rows'),
-                                   (lambda r: (r['apen'], 0), 'mean ApEn (m=2, r=0)')],
+    _two_panels(_series(summary, split_seeds=False),
+                [(lambda r: (r['density'], 0), 'density of the training rows'),
+                 (lambda r: (r['apen'], 0), 'mean ApEn (m=2, r=0)')],
                 'Training data per round', path)
 
 
