@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import yaml
 
@@ -382,12 +381,12 @@ def test_report_lines_average_one_set_of_seeds_from_base_to_their_last_round():
     with every earlier round restricted to them, and the full line stops at the last round all its seeds
     reached.  The data plots, whose statistics have no per-seed values, keep one line a method."""
     from recstudio_rsir.analysis import report as R
+    from recstudio_rsir.analysis.suite import metric_cell
 
     def row(method, rnd, vals):
         seeds = sorted(vals)
-        cells = {m: {'mean': float(np.mean([vals[s] for s in seeds])), 'std': 0.0,
-                     'values': [vals[s] for s in seeds]} for m in R.METRICS}
-        return dict(cells, method=method, round=rnd, seeds=seeds)
+        return dict({m: metric_cell([vals[s] for s in seeds]) for m in R.METRICS}, method=method, round=rnd,
+                    seeds=seeds)
 
     summary = {'rows': [row('base', 0, {1: 0.10, 2: 0.20}), row('rsir', 1, {1: 0.30, 2: 0.40}),
                         row('rsir', 2, {1: 0.50}), row('rsir_real', 1, {1: 0.30}), row('rsir_real', 2, {1: 0.35})]}

@@ -68,7 +68,7 @@ def _restrict(row, seeds):
         return row                      # the same seeds, or seeds the row lacks (the summary has no change there)
     out = dict(row, seeds=seeds)
     for m in METRICS:
-        out[m] = S.metric_cell([row[m]['values'][row['seeds'].index(s)] for s in seeds])
+        out[m] = S.metric_cell(S.seed_values(row, m, seeds))
     return out
 
 

@@ -320,9 +320,16 @@ def metric_cell(values):
             'values': values}
 
 
+def seed_values(row, metric, seeds):
+    """A summary row's per-seed values of ``metric`` for ``seeds`` (a subset of the row's seeds), in that order."""
+    return [row[metric]['values'][row['seeds'].index(s)] for s in seeds]
+
+
 def row_label(row, n_seeds):
     """A summary row's method name, with its seeds when it has fewer than the folder's ``n_seeds``."""
-    return row['method'] if len(row['seeds']) == n_seeds else f"{row['method']} (seeds {', '.join(map(str, row['seeds']))})"
+    if len(row['seeds']) == n_seeds:
+        return row['method']
+    return f"{row['method']} (seeds {', '.join(map(str, row['seeds']))})"
 
 
 def summarize_runs(runs, methods, seeds_all, kind='suite'):
@@ -377,8 +384,7 @@ def summarize_runs(runs, methods, seeds_all, kind='suite'):
             for m in METRICS:
                 if best[m]['mean'] > 0:
                     r[m]['change_vs_best_heuristic'] = r[m]['mean'] / best[m]['mean'] - 1
-                v = [r[m]['values'][r['seeds'].index(s)] for s in common]
-                h = [best[m]['values'][best['seeds'].index(s)] for s in common]
+                v, h = seed_values(r, m, common), seed_values(best, m, common)
                 r[m]['p_vs_best_heuristic'] = _paired_p(v, h)         # on the seeds both have
                 r[m]['ahead_of_best_heuristic'] = [int(sum(a > b for a, b in zip(v, h))), len(common)]
     return {'kind': kind, 'seeds': _sorted(list(seeds_all)), 'rows': rows,
