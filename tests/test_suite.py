@@ -96,6 +96,22 @@ def test_suite_runs_methods_and_seeds_and_shares_round0(small_file, tmp_path):
     rs = json.load(open(kept / 'rsir' / 'seed1' / 'results.json'))['rounds'][-1]
     assert float(lines['rsir'][3]) == pytest.approx(rs['ndcg@10'], abs=1e-4)
     assert lines['rsir_off'][8].strip() == '100.0%' and lines['base'][8].strip() == ''
+    # benchmarks/rounds_per_seed.py: the summary's mean / change / p beside each seed's values
+    r = subprocess.run([sys.executable, 'benchmarks/rounds_per_seed.py', str(kept), '--method', 'rsir_off',
+                        '--label', 'tiny'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    body = [[c.strip() for c in ln.split('|')[1:-1]] for ln in r.stdout.splitlines()[2:]]
+    assert [c[:3] for c in body] == [['tiny', '0 (base)', '1, 2'], ['tiny', '1', '1, 2']]
+    off = rows[('rsir_off', 1)]
+    assert body[1][6] == f"{off['ndcg@10']['change_vs_base']:+.1%} / {off['recall@10']['change_vs_base']:+.1%}"
+    res = {s: json.load(open(kept / 'rsir_off' / f'seed{s}' / 'results.json'))['rounds'] for s in (1, 2)}
+    base = {s: json.load(open(kept / 'base' / f'seed{s}' / 'results.json'))['rounds'][0] for s in (1, 2)}
+    assert body[1][8] == ' / '.join(f"{res[s][1]['ndcg@10'] / base[s]['ndcg@10'] - 1:+.1%}" for s in (1, 2))
+    assert body[1][10] == ' / '.join(f"{res[s][1]['val']['ndcg@20']:.4f}" for s in (1, 2))
+    assert body[1][11] == '100.0% / 100.0%' and body[0][11] == ''
+    r = subprocess.run([sys.executable, 'benchmarks/rounds_per_seed.py', str(kept), '--method', 'shuffle'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.count('\n') == 1 and "no run of method 'shuffle'" in r.stderr, r.stderr
 
 
 def test_suite_methods_option_runs_a_subset(small_file, tmp_path):

@@ -275,9 +275,10 @@ def grid_methods(axes, augment):
 
 # ----------------------------------------------------------------------------- summary
 
-def _runs(out, meta):
-    """method -> {seed: results dict} of the runs in ``out``, and the names of the runs among them
-    that stopped mid-way (no ``results.json``; their finished rounds, :meth:`RunResult.load_rounds`)."""
+def load_runs(out, meta):
+    """method -> {seed: results dict} of the runs in the suite folder ``out`` (``meta``: its
+    ``suite.json``), and the names of the runs among them that stopped mid-way (no ``results.json``;
+    their finished rounds, :meth:`RunResult.load_rounds`)."""
     names = ['base'] + list(meta['methods'])
     runs, partial = {}, []
     for n in names:
@@ -308,7 +309,7 @@ def _paired_p(a, b):
 def summarize(out):
     """The summary of the suite folder ``out`` (see :func:`summarize_runs`)."""
     meta = read_json(os.path.join(out, 'suite.json'))
-    runs, partial = _runs(out, meta)
+    runs, partial = load_runs(out, meta)
     summary = summarize_runs(runs, list(meta['methods']), meta['seeds'], meta.get('kind', 'suite'))
     summary['partial'] = partial
     return summary
@@ -391,13 +392,15 @@ def summarize_runs(runs, methods, seeds_all, kind='suite'):
             'missing': [f'{n}/seed{s}' for n in ['base'] + list(methods) for s in seeds_all if s not in runs.get(n, {})]}
 
 
-def _cell(x):
+def format_cell(x):
+    """A :func:`metric_cell` as markdown: ``mean ± std`` over several seeds, the value for one."""
     if len(x['values']) > 1:
         return f"{x['mean']:.4f} ± {x['std']:.4f}"
     return f"{x['mean']:.4f}"
 
 
-def _p(x):
+def format_p(x):
+    """A p-value as markdown ('' when there is none)."""
     return '' if x is None else ('< 0.001' if x < 0.001 else f'{x:.3f}')
 
 
@@ -418,9 +421,9 @@ def format_summary(summary):
         acc = r.get('acceptance_rate')
         name = row_label(r, n)
         lines.append(
-            f"| {name} | {r['round']} | " + ' | '.join(_cell(r[m]) for m in METRICS) +
+            f"| {name} | {r['round']} | " + ' | '.join(format_cell(r[m]) for m in METRICS) +
             f" | {_pct(r['ndcg@10'], 'change_vs_base')} | {_pct(r['recall@10'], 'change_vs_base')} | "
-            f"{_p(p)} | {r['val']['ndcg@20']:.4f} | {r['train_sequences']:.0f} | "
+            f"{format_p(p)} | {r['val']['ndcg@20']:.4f} | {r['train_sequences']:.0f} | "
             f"{r['density']:.6f} | "
             f"{r['apen']:.4f} | {'' if acc is None else f'{acc:.1%}'} |")
     vs = [r for r in summary['rows'] if 'best_heuristic' in r]
@@ -433,7 +436,7 @@ def format_summary(summary):
             lines.append(f"| {r['method']} r{r['round']} | {r['best_heuristic']} | "
                          f"{_pct(r['ndcg@10'], 'change_vs_best_heuristic')} | "
                          f"{_pct(r['recall@10'], 'change_vs_best_heuristic')} | "
-                         + ' | '.join(_p(x) for x in p) +
+                         + ' | '.join(format_p(x) for x in p) +
                          f" | {'' if not ahead else f'{ahead[0]} of {ahead[1]} seeds'} |")
         lines += ['', '(change of the means; p: paired t-test on the seeds both rows have)']
     if summary.get('partial'):
