@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from recstudio_rsir.analysis import suite as S      # noqa: E402
 from recstudio_rsir.atomic import read_json          # noqa: E402  (a damaged file is one line)
 from recstudio_rsir.errors import UserError          # noqa: E402
+from recstudio_rsir.records import SuiteLayout        # noqa: E402
 
 HEADER = ('| file | round | seeds | training rows (mean) | NDCG@10 | Recall@10 | Δ of the mean vs base '
           '(NDCG@10 / Recall@10) | paired p (NDCG@10 / Recall@10) | Δ NDCG@10 per seed | Δ Recall@10 per seed '
@@ -38,7 +39,7 @@ def _per_seed(values, fmt):
 
 def lines(folder, method='rsir', label=None):
     """The table lines of ``method`` in the suite folder ``folder`` (its base row first)."""
-    suite_json = os.path.join(folder, 'suite.json')
+    suite_json = SuiteLayout(folder).suite
     if not os.path.exists(suite_json):
         raise UserError(f'{folder}: no suite.json (expected a folder written by `rsir suite`)')
     meta = read_json(suite_json)
