@@ -28,6 +28,7 @@ class RunLayout:
         item_tokens.txt        item id -> original item token (line i = id i)
         dataset/               converted atomic files
         tensorboard/round_k/   per-epoch training loss and validation metrics (TensorBoard)
+        report.md, plots/      written by ``rsir report`` (named by :class:`SuiteLayout`, as in a suite folder)
         round_k/
             synthetic.npz      (k >= 1) rows added in round k: items, offsets, origin
             generation.json    the augmenter's summary and diagnostics of those rows
@@ -90,7 +91,8 @@ class RunLayout:
 class SuiteLayout:
     """The files of a suite, grid or matrix folder: ``suite.json``, ``summary.{json,md}``,
     ``report.md``, ``plots/`` and one run folder per method and seed (``<method>/seed<N>/``;
-    ``base/seed<N>/`` is round 0 of every method)."""
+    ``base/seed<N>/`` is round 0 of every method).  A matrix folder has ``matrix.json`` and one
+    suite folder per student backbone (``<model>/``)."""
     root: str
 
     def path(self, *parts: str) -> str:
@@ -122,6 +124,10 @@ class SuiteLayout:
 
     def run(self, method: str, seed: int) -> RunLayout:
         return RunLayout(self.path(method, f'seed{seed}'))
+
+    def student(self, model: str) -> 'SuiteLayout':
+        """(A matrix folder) the suite folder of student backbone ``model``."""
+        return SuiteLayout(self.path(model))
 
 
 # ----------------------------------------------------------------------------- results

@@ -20,7 +20,7 @@ from . import training
 from ..analysis.stats import apen_summary, synthetic_diagnostics
 from ..atomic import atomic_path, check_digest, file_digest, read_json, write_json, write_text
 from ..errors import UserError
-from ..records import METRICS, RoundResult, RunLayout, RunResult
+from ..records import METRICS, RoundResult, RunLayout, RunResult, SuiteLayout
 from .augmenters import AugmentContext, check_output, get_augmenter
 from .generation import GenStats, filter_sequences
 
@@ -263,7 +263,7 @@ RESUMABLE_CHANGES = {('rsir', 'rounds'), ('train', 'num_threads'), ('train', 'de
 def check_output_folder(cfg, out):
     """Refuse to continue a run in ``out`` that was made with another config (its checkpoints and
     synthetic rows belong to that config).  More rounds, threads or another device are fine."""
-    path = os.path.join(out, 'config.yaml')
+    path = RunLayout(out).config
     if not os.path.exists(path):
         return
     old = C.load_yaml(path)
@@ -363,10 +363,10 @@ def _run_tree(rdir):
     """The folder a round folder's checkpoints must lie in: the run folder (the nearest folder above
     ``rdir`` with a ``config.yaml``), or that run's suite folder (two levels up, with a ``suite.json``)."""
     run = os.path.abspath(rdir)
-    while not os.path.isfile(os.path.join(run, 'config.yaml')) and os.path.dirname(run) != run:
+    while not os.path.isfile(RunLayout(run).config) and os.path.dirname(run) != run:
         run = os.path.dirname(run)
     suite = os.path.dirname(os.path.dirname(run))
-    return suite if os.path.isfile(os.path.join(suite, 'suite.json')) else run
+    return suite if os.path.isfile(SuiteLayout(suite).suite) else run
 
 
 def _inside(path, folder):
@@ -468,8 +468,9 @@ class Teacher:
         lay = RunLayout(self.out)
         tdir = lay.teacher_dir(j)
         os.makedirs(tdir, exist_ok=True)
-        model, _ = train_or_load(self.ex, (train, val, test), tdir, j, self.progress, label=f'teacher {self.name} round {j}',
-                                 tensorboard=lay.tensorboard(j, '_teacher'), rows=self.ex.real_train + synthetic)
+        model, _ = train_or_load(self.ex, (train, val, test), tdir, j, self.progress,
+                                 label=f'teacher {self.name} round {j}', tensorboard=lay.tensorboard(j, '_teacher'),
+                                 rows=self.ex.real_train + synthetic)
         return model
 
 

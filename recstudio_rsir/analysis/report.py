@@ -15,7 +15,7 @@ import numpy as np
 from . import suite as S
 from ..atomic import atomic_path, read_json, write_text
 from ..errors import UserError
-from ..records import RunLayout, RunResult
+from ..records import RunLayout, RunResult, SuiteLayout
 
 METRICS = S.METRICS
 
@@ -220,31 +220,31 @@ def write_report(folder):
     """Write ``folder/report.md`` and its plots; returns the report path."""
     if not os.path.isdir(folder):
         raise UserError(f'rsir report {folder}: no such folder')
-    plots = os.path.join(folder, 'plots')
+    lay = SuiteLayout(folder)       # report.md and plots/ have the same names in a run folder
+    plots = lay.plots
     parts = []
-    matrix_path = os.path.join(folder, 'matrix.json')
-    if os.path.exists(matrix_path):
-        matrix = read_json(matrix_path)
+    if os.path.exists(lay.matrix):
+        matrix = read_json(lay.matrix)
         os.makedirs(plots, exist_ok=True)
         plot_matrix(matrix, os.path.join(plots, 'teacher_student.png'))
         parts += ['# Teacher x student (one RSIR round)', '',
                   f"Seeds {', '.join(map(str, matrix['seeds']))}. Cell: relative change of test NDCG@10 / Recall@10 of "
                   "the student after one round on data its teacher generated, vs the student without augmentation "
-                  '(mean over seeds).', '', _matrix_table(matrix), '', '![teacher x student](plots/teacher_student.png)',
-                  '']
+                  '(mean over seeds).', '', _matrix_table(matrix), '',
+                  '![teacher x student](plots/teacher_student.png)', '']
         for s in matrix['students']:
-            parts += [f'## Student {s}', '', S.format_summary(read_json(os.path.join(folder, s, 'summary.json')))]
+            parts += [f'## Student {s}', '', S.format_summary(read_json(lay.student(s).summary_json))]
         return _write(folder, parts)
-    if os.path.exists(os.path.join(folder, 'suite.json')):
+    if os.path.exists(lay.suite):
         summary = S.write_summary(folder)
-        meta = read_json(os.path.join(folder, 'suite.json'))
+        meta = read_json(lay.suite)
         title = {'grid': 'Hyper-parameter grid', 'suite': 'Methods x seeds'}.get(meta.get('kind'), 'Suite')
         common = meta.get('common', {})
         parts += [f"# {title}: {common.get('model_name', '')} on {common.get('dataset', '')}", '']
         if meta.get('axes'):
             parts += ['Grid axes: ' + '; '.join(f"{k} in {v}" for k, v in meta['axes']) +
                       '. Pick settings by the validation columns of `summary.json` (test is for reporting).', '']
-    elif os.path.exists(os.path.join(folder, 'results.json')):
+    elif os.path.exists(RunLayout(folder).results):
         summary = _single_run_summary(folder)
         parts += [f"# {summary['title']}", '']
     else:
@@ -268,7 +268,7 @@ def write_report(folder):
 
 
 def _write(folder, parts):
-    path = os.path.join(folder, 'report.md')
+    path = SuiteLayout(folder).report      # a run, suite or matrix folder alike
     write_text(path, '\n'.join(parts) + '\n')
     return path
 

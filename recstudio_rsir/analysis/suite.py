@@ -30,7 +30,7 @@ import numpy as np
 from .. import config as C
 from ..atomic import read_json, run_lock, write_json, write_text
 from ..errors import UserError
-from ..records import RunLayout, RunResult
+from ..records import RunLayout, RunResult, SuiteLayout
 
 log = logging.getLogger('recstudio_rsir')
 
@@ -77,13 +77,13 @@ def resolve_jobs(common, methods, seeds, out, flags=None, top=None, where='suite
     """Every run of the suite as a dict (name, seed, cfg, base = the folder whose round 0 it
     shares), base runs first.  All configs are resolved and checked before anything runs."""
     check_methods(methods, where)
-    jobs = []
+    jobs, lay = [], SuiteLayout(out)
     for seed in seeds:
-        base_out = os.path.join(out, 'base', f'seed{seed}')
+        base_out = lay.run('base', seed).root
         for name, over in [('base', {'augment': 'none'})] + list(methods.items()):
             flags_s = dict(flags or {}, **{'train.seed': seed})
             cfg = C.resolve(config_path=config_path, flags=flags_s,
-                            top=dict(top or {}, output=os.path.join(out, name, f'seed{seed}')),
+                            top=dict(top or {}, output=lay.run(name, seed).root),
                             layers=[(f'{where} (common)', common), (f'{where} (method {name})', over)])
             if name != 'base' and cfg['augment'] == 'none':
                 raise UserError(f'{where}: method {name}: augment is none (that is the base run)')
@@ -111,7 +111,7 @@ def share_round0(base_out, run_out):
 def _finished(run_out, cfg):
     """The run in ``run_out`` has its ``results.json`` with every round ``cfg`` asks for: a suite whose
     method gains rounds (``rsir.rounds`` may grow in a run folder) continues its finished runs."""
-    path = os.path.join(run_out, 'results.json')
+    path = RunLayout(run_out).results
     if not os.path.exists(path):
         return False
     return len(read_json(path)['rounds']) > C.rounds_asked(cfg)
@@ -137,9 +137,9 @@ def run_jobs(jobs, progress=False):
 
 
 def write_summary(out):
-    summary = summarize(out)
-    write_json(os.path.join(out, 'summary.json'), summary)
-    write_text(os.path.join(out, 'summary.md'), format_summary(summary))
+    summary, lay = summarize(out), SuiteLayout(out)
+    write_json(lay.summary_json, summary)
+    write_text(lay.summary_md, format_summary(summary))
     return summary
 
 
@@ -157,8 +157,8 @@ def run_suite(common, methods, seeds, out, flags=None, top=None, where='suite', 
         jobs = [j for j in jobs if j['name'] == 'base' or j['name'] in only]
     common = dict(common, **{k: v for k, v in (top or {}).items() if v is not None and k != 'output'})
     os.makedirs(out, exist_ok=True)
-    write_json(os.path.join(out, 'suite.json'),
-               merge_meta(os.path.join(out, 'suite.json'), suite_meta(common, methods, seeds, kind, **meta)))
+    suite_json = SuiteLayout(out).suite
+    write_json(suite_json, merge_meta(suite_json, suite_meta(common, methods, seeds, kind, **meta)))
     t0 = time.time()
     run_jobs(jobs, progress)
     summary = write_summary(out)
@@ -175,34 +175,34 @@ def run_matrix(models, seeds, out, common=None, flags=None, top=None, check=None
     student and ``<out>/matrix.json``: relative change of NDCG@10 / Recall@10 of round 1 vs round 0."""
     common = dict(common or {})
     top = {k: v for k, v in (top or {}).items() if k != 'model_name'}
-    student_jobs, bases = [], []
+    student_jobs, bases, lay = [], [], SuiteLayout(out)
     base_model = {}
     for s in models:
         methods = {f'teacher_{t}': {'augment': 'rsir', 'rsir': {'rounds': 1, 'teacher': t}} for t in models}
-        jobs = resolve_jobs(dict(common, model_name=s), methods, seeds, os.path.join(out, s), flags,
+        jobs = resolve_jobs(dict(common, model_name=s), methods, seeds, lay.student(s).root, flags,
                             dict(top, model_name=s), f'matrix ({s})', check)
         base_model[s] = copy.deepcopy(jobs[0]['cfg']['model'])
         bases += [j for j in jobs if j['name'] == 'base']
         student_jobs += [j for j in jobs if j['name'] != 'base']
-        os.makedirs(os.path.join(out, s), exist_ok=True)
-        write_json(os.path.join(out, s, 'suite.json'),
-                   suite_meta(dict(common, model_name=s), methods, seeds, 'matrix-student'))
+        student = lay.student(s)
+        os.makedirs(student.root, exist_ok=True)
+        write_json(student.suite, suite_meta(dict(common, model_name=s), methods, seeds, 'matrix-student'))
     for j in student_jobs:                      # teacher = the teacher backbone's own base model
         t = j['cfg']['rsir']['teacher']
         if t != j['cfg']['model_name']:
-            j['cfg']['rsir']['teacher_ckpt'] = os.path.join(out, t, 'base', f"seed{j['seed']}", 'round_0', 'model',
-                                                            'best.pt')
+            base_run = lay.student(t).run('base', j['seed'])
+            j['cfg']['rsir']['teacher_ckpt'] = os.path.join(base_run.model_dir(0), 'best.pt')
             j['cfg']['rsir']['teacher_model'] = copy.deepcopy(base_model[t])
     run_jobs(bases + student_jobs, progress)
     change = {}
     for s in models:
-        summ = write_summary(os.path.join(out, s))
+        summ = write_summary(lay.student(s).root)
         for r in summ['rows']:
             if r['method'].startswith('teacher_') and r['round'] == 1:
                 t = r['method'][len('teacher_'):]
                 change.setdefault(s, {})[t] = {m: r[m].get('change_vs_base') for m in ('ndcg@10', 'recall@10')}
     matrix = {'kind': 'matrix', 'students': models, 'teachers': models, 'seeds': seeds, 'change': change}
-    write_json(os.path.join(out, 'matrix.json'), matrix)
+    write_json(lay.matrix, matrix)
     return matrix
 
 
@@ -222,8 +222,8 @@ def merge_meta(path, meta):
     runs part of the same experiment (same kind and common settings; ``--seeds N`` in two shells,
     or grid values added later) adds to what the folder already holds instead of replacing it, so
     every call's summary covers every seed (and grid point) of the folder: the seeds become the
-    union, sorted (whichever shell came first), and a grid's methods and axis values too; a suite whose YAML gained a method (the old
-    methods unchanged) keeps its seeds.  Anything else replaces the description."""
+    union, sorted (whichever shell came first), and a grid's methods and axis values too; a suite
+    whose YAML gained a method (the old methods unchanged) keeps its seeds.  Anything else replaces the description."""
     if not os.path.exists(path):
         return meta
     old = read_json(path)
@@ -280,11 +280,11 @@ def load_runs(out, meta):
     ``suite.json``), and the names of the runs among them that stopped mid-way (no ``results.json``;
     their finished rounds, :meth:`RunResult.load_rounds`)."""
     names = ['base'] + list(meta['methods'])
-    runs, partial = {}, []
+    runs, partial, lay = {}, [], SuiteLayout(out)
     for n in names:
         for s in meta['seeds']:
-            folder = os.path.join(out, n, f'seed{s}')
-            p = os.path.join(folder, 'results.json')
+            run = lay.run(n, s)
+            folder, p = run.root, run.results
             if os.path.exists(p):
                 runs.setdefault(n, {})[s] = RunResult.load(p).to_dict()     # checked: a damaged file is one line
                 continue
@@ -308,7 +308,7 @@ def _paired_p(a, b):
 
 def summarize(out):
     """The summary of the suite folder ``out`` (see :func:`summarize_runs`)."""
-    meta = read_json(os.path.join(out, 'suite.json'))
+    meta = read_json(SuiteLayout(out).suite)
     runs, partial = load_runs(out, meta)
     summary = summarize_runs(runs, list(meta['methods']), meta['seeds'], meta.get('kind', 'suite'))
     summary['partial'] = partial
@@ -388,8 +388,8 @@ def summarize_runs(runs, methods, seeds_all, kind='suite'):
                 v, h = seed_values(r, m, common), seed_values(best, m, common)
                 r[m]['p_vs_best_heuristic'] = _paired_p(v, h)         # on the seeds both have
                 r[m]['ahead_of_best_heuristic'] = [int(sum(a > b for a, b in zip(v, h))), len(common)]
-    return {'kind': kind, 'seeds': _sorted(list(seeds_all)), 'rows': rows,
-            'missing': [f'{n}/seed{s}' for n in ['base'] + list(methods) for s in seeds_all if s not in runs.get(n, {})]}
+    missing = [f'{n}/seed{s}' for n in ['base'] + list(methods) for s in seeds_all if s not in runs.get(n, {})]
+    return {'kind': kind, 'seeds': _sorted(list(seeds_all)), 'rows': rows, 'missing': missing}
 
 
 def format_cell(x):
