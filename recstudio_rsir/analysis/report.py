@@ -234,7 +234,7 @@ def write_report(folder):
                   '![teacher x student](plots/teacher_student.png)', '']
         for s in matrix['students']:
             parts += [f'## Student {s}', '', S.format_summary(read_json(lay.student(s).summary_json))]
-        return _write(folder, parts)
+        return _write(lay.report, parts)
     if os.path.exists(lay.suite):
         summary = S.write_summary(folder)
         meta = read_json(lay.suite)
@@ -264,11 +264,10 @@ def write_report(folder):
               'synthetic vs real interactions; item coverage = distinct items in the synthetic rows / items.', '',
               _per_round_table(summary), '', '![data per round](plots/data_per_round.png)', '',
               '![generation per round](plots/generation_per_round.png)', '']
-    return _write(folder, parts)
+    return _write(lay.report, parts)
 
 
-def _write(folder, parts):
-    path = SuiteLayout(folder).report      # a run, suite or matrix folder alike
+def _write(path, parts):
     write_text(path, '\n'.join(parts) + '\n')
     return path
 

@@ -179,12 +179,12 @@ def run_matrix(models, seeds, out, common=None, flags=None, top=None, check=None
     base_model = {}
     for s in models:
         methods = {f'teacher_{t}': {'augment': 'rsir', 'rsir': {'rounds': 1, 'teacher': t}} for t in models}
-        jobs = resolve_jobs(dict(common, model_name=s), methods, seeds, lay.student(s).root, flags,
+        student = lay.student(s)
+        jobs = resolve_jobs(dict(common, model_name=s), methods, seeds, student.root, flags,
                             dict(top, model_name=s), f'matrix ({s})', check)
         base_model[s] = copy.deepcopy(jobs[0]['cfg']['model'])
         bases += [j for j in jobs if j['name'] == 'base']
         student_jobs += [j for j in jobs if j['name'] != 'base']
-        student = lay.student(s)
         os.makedirs(student.root, exist_ok=True)
         write_json(student.suite, suite_meta(dict(common, model_name=s), methods, seeds, 'matrix-student'))
     for j in student_jobs:                      # teacher = the teacher backbone's own base model
@@ -223,7 +223,8 @@ def merge_meta(path, meta):
     or grid values added later) adds to what the folder already holds instead of replacing it, so
     every call's summary covers every seed (and grid point) of the folder: the seeds become the
     union, sorted (whichever shell came first), and a grid's methods and axis values too; a suite
-    whose YAML gained a method (the old methods unchanged) keeps its seeds.  Anything else replaces the description."""
+    whose YAML gained a method (the old methods unchanged) keeps its seeds.  Anything else replaces
+    the description."""
     if not os.path.exists(path):
         return meta
     old = read_json(path)
