@@ -15,6 +15,8 @@ from typing import Any, Callable, Dict, List, Optional
 from .errors import UserError
 
 METRICS = ('ndcg@10', 'ndcg@20', 'recall@10', 'recall@20')
+BEST_CHECKPOINT = 'best.pt'        # in a training folder (round_k/model/, round_k/teacher/): the best weights
+TRAIN_STATE = 'train_state.pt'     # ... and the resume state (training.fit writes both)
 
 
 # ----------------------------------------------------------------------------- folder layouts
@@ -82,6 +84,9 @@ class RunLayout:
 
     def model_dir(self, k: int) -> str:
         return self.path(f'round_{k}', 'model')
+
+    def best_checkpoint(self, k: int) -> str:
+        return os.path.join(self.model_dir(k), BEST_CHECKPOINT)
 
     def teacher_dir(self, k: int) -> str:
         return self.path(f'round_{k}', 'teacher')

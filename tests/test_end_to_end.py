@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from recstudio_rsir.records import RunLayout
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--epochs', '3', '--patience', '3', '--batch_size', '128', '--num_negatives', '32',
         '--model.embed_dim', '16', '--model.hidden_size', '32', '--model.layer_num', '1', '--num_threads', '1',
@@ -36,6 +38,7 @@ def test_rsir_two_rounds_writes_evidence(small_file, tmp_path):
         assert 0 <= m['test']['ndcg@10'] <= 1
         assert m['checkpoint_in_round'] == os.path.join('model', 'best.pt')   # relative: folders can move
         assert os.path.exists(out / f'round_{k}' / m['checkpoint_in_round'])
+        assert os.path.samefile(RunLayout(str(out)).best_checkpoint(k), out / f'round_{k}' / m['checkpoint_in_round'])
         # validation and test sets never change across rounds
         assert m['test']['users'] == json.load(open(out / 'round_0' / 'metrics.json'))['test']['users']
     assert not [f for f in os.listdir(out) if f.endswith('.tmp')]

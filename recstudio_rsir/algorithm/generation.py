@@ -176,8 +176,9 @@ class GenStats:
 
     def summary_line(self):
         own = self.own_history_share()
-        return (f'generation: {self.sources} sources, {self.trajectories} trajectories, {self.steps_tried} steps tried, '
-                f'{self.accepted} accepted, {self.rejected_fidelity} rejected by fidelity; kept {self.kept} sequences '
+        return (f'generation: {self.sources} sources, {self.trajectories} trajectories, '
+                f'{self.steps_tried} steps tried, {self.accepted} accepted, {self.rejected_fidelity} rejected by '
+                f'fidelity; kept {self.kept} sequences '
                 f'({self.dropped_short} too short, {self.dropped_duplicate} duplicates), mean length '
                 f'{self.mean_length:.2f}, {own:.1%} of generated items from the user\'s own history '
                 f'[{self.seconds:.1f}s, {self.forward_seconds / max(self.seconds, 1e-9):.0%} in model forward]')

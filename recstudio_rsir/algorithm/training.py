@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from .. import host
 from ..errors import UserError
+from ..records import BEST_CHECKPOINT, TRAIN_STATE
 from ..atomic import atomic_path
 from ..distributed import SINGLE
 
@@ -56,7 +57,8 @@ def rank_metrics(scores, target, ks=KS):
     for k in ks:
         hit = (rank <= k) & hit_ok
         out[f'recall@{k}'] = hit.float()
-        out[f'ndcg@{k}'] = torch.where(hit, 1.0 / torch.log2(rank.float() + 1.0), torch.zeros_like(rank, dtype=torch.float))
+        out[f'ndcg@{k}'] = torch.where(hit, 1.0 / torch.log2(rank.float() + 1.0),
+                                       torch.zeros_like(rank, dtype=torch.float))
     return out
 
 
@@ -262,7 +264,7 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
     data where full-ranking validation of every user would dominate, e.g. benchmarks/scaling.py).
     """
     os.makedirs(folder, exist_ok=True)
-    state_path, best_path = os.path.join(folder, 'train_state.pt'), os.path.join(folder, 'best.pt')
+    state_path, best_path = os.path.join(folder, TRAIN_STATE), os.path.join(folder, BEST_CHECKPOINT)
     num_items = train_data.num_items
     opt = torch.optim.Adam(model.parameters(), lr=cfg['learning_rate'], weight_decay=cfg.get('weight_decay', 0.0))
     gen = torch.Generator().manual_seed(int(cfg.get('seed', 0)) + 7919)

@@ -191,7 +191,7 @@ def run_matrix(models, seeds, out, common=None, flags=None, top=None, check=None
         t = j['cfg']['rsir']['teacher']
         if t != j['cfg']['model_name']:
             base_run = lay.student(t).run('base', j['seed'])
-            j['cfg']['rsir']['teacher_ckpt'] = os.path.join(base_run.model_dir(0), 'best.pt')
+            j['cfg']['rsir']['teacher_ckpt'] = base_run.best_checkpoint(0)
             j['cfg']['rsir']['teacher_model'] = copy.deepcopy(base_model[t])
     run_jobs(bases + student_jobs, progress)
     change = {}

@@ -21,8 +21,9 @@ Similarity: the paper uses dot products at temperature 1.0 (``cl_similarity: dot
 1.0``).  In the user regime on Beauty that term kept the model on the popularity plateau (measured:
 validation NDCG@20 flat for 6-7 epochs with last or mean pooling, while the same model with
 ``cl_weight: 0`` left it at epoch 3 like SASRec), so the default is cosine similarity at temperature
-0.2 (both variants left the plateau at epoch 3; at 1.0 the cosine InfoNCE barely moves).  The mask token is item id ``num_items`` (one extra embedding row); it is never a
-candidate: :func:`recstudio_rsir.host.item_vectors` cuts the table at ``num_items``.
+0.2 (both variants left the plateau at epoch 3; at 1.0 the cosine InfoNCE barely moves).  The mask
+token is item id ``num_items`` (one extra embedding row); it is never a candidate:
+:func:`recstudio_rsir.host.item_vectors` cuts the table at ``num_items``.
 """
 import torch
 import torch.nn.functional as F
