@@ -109,7 +109,8 @@ def grow_to_max_len(scorer, plain, B, ex):
             outs[name] = f(ctx[:, :n], torch.full((B,), n, device=ex.device))
         times[name] = time.perf_counter() - t0
     return {'grow_to_max_len_rows': B, 'grow_to_max_len_full_seconds': times['full'],
-            'grow_to_max_len_cached_seconds': times['cached'], 'grow_to_max_len_speedup': times['full'] / times['cached'],
+            'grow_to_max_len_cached_seconds': times['cached'],
+            'grow_to_max_len_speedup': times['full'] / times['cached'],
             'grow_to_max_len_max_abs_diff': float((outs['full'] - outs['cached']).abs().max())}
 
 

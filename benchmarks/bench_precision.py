@@ -58,7 +58,8 @@ def main():
                    'later_epoch_median_s': statistics.median(x['train_seconds'] for x in h[1:]) if len(h) > 1 else None,
                    'last_loss': h[-1]['loss'], 'last_val_ndcg@20': h[-1]['val_ndcg@20']}
             out['settings'][name] = rec
-            print(f"{name:>13}: first epoch {rec['first_epoch_s']:7.1f} s, later epochs {rec['later_epoch_median_s'] or 0:6.1f} s "
+            print(f"{name:>13}: first epoch {rec['first_epoch_s']:7.1f} s, "
+                  f"later epochs {rec['later_epoch_median_s'] or 0:6.1f} s "
                   f"(median), loss {rec['last_loss']:.4f}, val NDCG@20 {rec['last_val_ndcg@20']:.4f}", flush=True)
         if a.json:
             os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)

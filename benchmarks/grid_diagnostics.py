@@ -7,8 +7,8 @@ diagnostics of the rows it added (issue #16 item 3: why a setting helps or not).
 Reads only ``<method>/seed<N>/results.json`` and ``round_1/generation.json`` (JSON, never pickles);
 works on a run folder or on its kept copy under ``benchmarks/results/``.  Columns: val NDCG@20 (what
 selects), test NDCG@10 / Recall@10 and their change vs ``--base``, training rows, acceptance, the
-share of synthetic interactions (seed prefixes included) on the row's own user's items, the mean training count of synthetic vs real
-interactions' items and the top-10% items' share of each.
+share of synthetic interactions (seed prefixes included) on the row's own user's items, the mean
+training count of synthetic vs real interactions' items and the top-10% items' share of each.
 """
 import argparse
 import os

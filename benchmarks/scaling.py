@@ -85,7 +85,8 @@ def one_size(n_users, out, threads, gen_sources, eval_users=0, stop_after=None, 
     def stage(name, t0, **extra):
         rec['stages'][name] = {'seconds': time.time() - t0, 'peak_mb': resource.getrusage(
             resource.RUSAGE_SELF).ru_maxrss / 1024, 'rss_mb': _rss_mb(), **extra}
-        print(f'{n_users:>9} {name:<9} {rec["stages"][name]["seconds"]:9.1f}s  peak {rec["stages"][name]["peak_mb"]:8.0f} MB'
+        got = rec['stages'][name]
+        print(f'{n_users:>9} {name:<9} {got["seconds"]:9.1f}s  peak {got["peak_mb"]:8.0f} MB'
               f'  {extra or ""}', flush=True)
         with open(os.path.join(out, f'scaling_{n_users}.json'), 'w') as f:
             json.dump(rec, f, indent=2)
@@ -172,7 +173,8 @@ def table(folder):
                 secs.append(None)
                 continue
             v, part = full_seconds(r, s)
-            cells.append(f"{v:,.1f} s{' (from a part)' if part else ''}, peak {r['stages'][s]['peak_mb'] / 1024:.1f} GB")
+            peak_gb = r['stages'][s]['peak_mb'] / 1024
+            cells.append(f"{v:,.1f} s{' (from a part)' if part else ''}, peak {peak_gb:.1f} GB")
             secs.append(v)
         exps = [f'{math.log(b / a) / math.log(rb["interactions"] / ra["interactions"]):.2f}'
                 for a, b, ra, rb in zip(secs, secs[1:], recs, recs[1:]) if a and b]

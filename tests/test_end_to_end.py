@@ -91,8 +91,9 @@ def test_teacher_generates_and_student_trains(small_file, tmp_path):
     assert rounds[1]['train_sequences'] > rounds[0]['train_sequences']
     # the same teacher, given as a checkpoint, generates exactly the same round-1 data
     out2 = tmp_path / 'ckpt'
-    r = subprocess.run(base + ['--output', str(out2), '--rsir.teacher', 'SASRec', '--rsir.teacher_ckpt',
-                               str(out / 'round_0' / 'teacher' / t['checkpoint_in_round'])], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    teacher_ckpt = str(out / 'round_0' / 'teacher' / t['checkpoint_in_round'])
+    r = subprocess.run(base + ['--output', str(out2), '--rsir.teacher', 'SASRec', '--rsir.teacher_ckpt', teacher_ckpt],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert not (out2 / 'round_0' / 'teacher').exists()
     assert open(out / 'round_1' / 'synthetic.npz', 'rb').read() == open(out2 / 'round_1' / 'synthetic.npz', 'rb').read()
