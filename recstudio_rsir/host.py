@@ -12,6 +12,7 @@ The rest of the package calls only these functions:
 
 =========================  =====================================================================
 ``flavour()``              'pypi' or 'source'
+``environment(device)``    what a model was trained with: versions, CPU/GPU, threads (a dict)
 ``apply_shims()``          the minimal fixes for Python 3.11 / missing dgl (idempotent)
 ``model_class(name)``      (class, host default config) -- plugin registry first, then RecStudio
 ``load_dataset(...)``      a pristine, loaded-but-unbuilt RecStudio dataset
@@ -60,6 +61,38 @@ def flavour():
     apply_shims()
     ds = importlib.import_module('recstudio.data.dataset')
     return 'source' if hasattr(ds, 'TripletDataset') else 'pypi'
+
+
+def environment(device) -> dict:
+    """What a model is trained with, recorded next to its metrics so that runs on different machines
+    can be told apart: the plugin's, RecStudio's (flavour and version), Python's and torch's versions,
+    the CPU model and the instruction set torch dispatches to (``cpu_capability``: CPU float results
+    can differ in the last bits between, e.g., AVX2 and AVX512), torch's intra-op threads, and the
+    GPU's name and CUDA version on a CUDA device (else None).  Never raises: unknowns are None."""
+    import platform
+    from importlib import metadata
+    from . import __version__
+    try:
+        rs_version = metadata.version('recstudio')
+    except metadata.PackageNotFoundError:
+        rs_version = None
+    cpu = None
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            cpu = next((ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name')), None)
+    except OSError:
+        pass
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        capability = None
+    device = torch.device(device)
+    cuda = device.type == 'cuda' and torch.cuda.is_available()
+    return {'rsir': __version__, 'recstudio': f'{flavour()} {rs_version}', 'python': platform.python_version(),
+            'torch': torch.__version__, 'device': str(device), 'cpu': cpu or platform.processor() or None,
+            'cpu_capability': capability, 'threads': torch.get_num_threads(),
+            'gpu': torch.cuda.get_device_name(device) if cuda else None,
+            'cuda': torch.version.cuda if cuda else None}
 
 
 def is_nested(config):

@@ -158,6 +158,7 @@ class RoundResult:
     epochs_run: int
     best_epoch: int
     change_vs_round0: Dict[str, float] = field(default_factory=dict)
+    environment: Optional[Dict[str, Any]] = None   # what trained it (host.environment; older files: None)
     _loader: Optional[Callable[[int], Any]] = field(default=None, repr=False, compare=False)
     _layout: Optional[RunLayout] = field(default=None, repr=False, compare=False)
 
@@ -192,7 +193,7 @@ class RoundResult:
                  density=stats['density'], apen=stats.get('apen'), apen_reciprocal=stats.get('apen_reciprocal'),
                  test={m: metrics['test'][m] for m in METRICS}, val={m: metrics['val'][m] for m in METRICS},
                  generation=generation, train_seconds=t['train_seconds'], epochs_run=t['epochs_run'],
-                 best_epoch=t['best_epoch'], _layout=layout)
+                 best_epoch=t['best_epoch'], environment=metrics.get('environment'), _layout=layout)
         ref = base or rr
         rr.change_vs_round0 = {m: (rr.test[m] - ref.test[m]) / ref.test[m] if ref.test[m] else 0.0 for m in METRICS}
         return rr

@@ -26,13 +26,22 @@ def test_trainer_fit_gives_typed_rounds_models_and_synthetic_rows(small_file, tm
     from recstudio_rsir.atomic import _jsonable
     assert on_disk == json.loads(json.dumps(res.to_dict(), default=_jsonable))   # results.json is the record
     assert R.RunResult.load(str(out / 'results.json')).to_dict() == on_disk
+    # each round records what trained it, in metrics.json and in results.json's rounds
+    import torch
+    for r in res.rounds:
+        env = json.load(open(out / f'round_{r.round}' / 'metrics.json'))['environment']
+        assert r.environment == on_disk['rounds'][r.round]['environment'] == env
+        assert env['torch'] == torch.__version__ and env['rsir'] == R.__version__ and env['device'] == 'cpu'
+        assert env['threads'] == 1 and env['gpu'] is None and env['recstudio'].split()[0] in ('pypi', 'source')
+    old = dict(on_disk['rounds'][0])
+    del old['environment']                                  # a results.json of an earlier version
+    assert R.RoundResult.from_dict(old).environment is None
     r1 = res.rounds[1]
     rows = r1.synthetic()
     assert len(rows) == r1.generation['kept'] > 0
     assert r1.train_sequences == res.rounds[0].train_sequences + len(rows)
     assert r1.stats()['synthetic_sequences'] == len(rows)
     # the model of a round carries exactly the weights of that round's best checkpoint
-    import torch
     m = r1.model()
     best = torch.load(out / 'round_1' / 'model' / 'best.pt', weights_only=False)['model']
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in best.items())

@@ -328,7 +328,8 @@ def train_or_load(ex, splits, rdir, k, progress, label=None, tensorboard=None, r
            'train': {kk: v for kk, v in summary.items() if kk != 'history'},
            'history': summary['history'],
            'checkpoint_in_round': os.path.relpath(summary['checkpoint'], rdir),
-           'checkpoint_digest': file_digest(summary['checkpoint'])}
+           'checkpoint_digest': file_digest(summary['checkpoint']),
+           'environment': host.environment(ex.device)}
     if data is not None:
         res['data'] = data
     write_json(metrics_path, res)
