@@ -46,8 +46,9 @@ def main():
                         top={'model_name': 'SASRec', 'dataset': a.data, 'output': tmp})
         ex = loop.Experiment(cfg, tmp)
         tr, va, _ = ex.splits([])
+        env = host.environment(ex.device)
         out = {'data': a.data, 'device': a.device, 'threads': a.threads, 'epochs': a.epochs,
-               'gpu': torch.cuda.get_device_name() if a.device.startswith('cuda') else None, 'settings': {}}
+               'gpu': env['gpu'], 'environment': env, 'settings': {}}
         for name in a.settings.split(','):
             torch.manual_seed(2022)
             model = ex.new_model(tr)

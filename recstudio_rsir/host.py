@@ -68,7 +68,7 @@ def environment(device) -> dict:
     can be told apart: the plugin's, RecStudio's (flavour and version), Python's and torch's versions,
     the CPU model and the instruction set torch dispatches to (``cpu_capability``: CPU float results
     can differ in the last bits between, e.g., AVX2 and AVX512), torch's intra-op threads, and the
-    GPU's name and CUDA version on a CUDA device (else None).  Never raises: unknowns are None."""
+    GPU's name and CUDA version on a CUDA device (else None).  What cannot be read is None."""
     import platform
     from importlib import metadata
     from . import __version__
