@@ -518,3 +518,30 @@ def read_dataset(spec, cache_root, find_named=None):
 def write_sequences_txt(path, sequences):
     """Write sequences as ``row item item ...`` lines (used by examples and reports)."""
     write_text(path, ''.join(f'{k} ' + ' '.join(map(str, s)) + '\n' for k, s in enumerate(sequences)))
+
+
+def save_sequences(path, seqs, origin):
+    """Rows (item-id lists) and an int per row (``origin``) as ``items``/``offsets``/``origin`` arrays
+    of a compressed ``.npz``, written atomically (read back by :func:`load_sequences`)."""
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in seqs])
+    items = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            np.savez_compressed(f, items=items, offsets=offsets, origin=np.asarray(origin, dtype=np.int64))
+
+
+def load_sequences(path, redo="delete this round's folder and re-run the command to generate it again"):
+    """(rows, origins) of a ``synthetic.npz`` (never unpickled: ``allow_pickle=False``); a damaged
+    file is a one-line UserError naming it and saying what to do (``redo``)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            items, offsets = z['items'], z['offsets']
+            origin = z['origin'].tolist() if 'origin' in z.files else None      # older runs kept no origins
+        if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(items) or \
+                (np.diff(offsets) < 0).any() or (origin is not None and len(origin) != len(offsets) - 1):
+            raise ValueError('offsets do not match the items')
+    except Exception as e:                                  # noqa: BLE001 - zip, npy and shape errors alike
+        raise UserError(f'{path}: damaged ({str(e).splitlines()[0][:100] if str(e) else type(e).__name__}); '
+                        f'{redo}') from None
+    return [items[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])], origin

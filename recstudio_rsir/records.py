@@ -34,6 +34,7 @@ class RunLayout:
         round_k/
             synthetic.npz      (k >= 1) rows added in round k: items, offsets, origin
             generation.json    the augmenter's summary and diagnostics of those rows
+            generation_progress/  (while round k generates) saved progress; removed when the rows are written
             train_stats.json   statistics of round k's training rows
             model/best.pt      best checkpoint; model/train_state.pt the resume state
             metrics.json       validation and test metrics, training summary (marks the round done)
@@ -75,6 +76,9 @@ class RunLayout:
 
     def generation(self, k: int) -> str:
         return self.path(f'round_{k}', 'generation.json')
+
+    def generation_progress(self, k: int) -> str:
+        return self.path(f'round_{k}', 'generation_progress')
 
     def train_stats(self, k: int) -> str:
         return self.path(f'round_{k}', 'train_stats.json')

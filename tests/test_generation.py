@@ -1,5 +1,6 @@
 """The batched generator against the reference loop, determinism, chunking and leakage."""
 import math
+import os
 
 import pytest
 import torch
@@ -276,3 +277,128 @@ def test_popularity_penalty_batched_equals_reference_and_lowers_popularity(exper
         gen = [i for t, r in enumerate(rows) for i in r[int(draws.prefix[t]):]]
         return float(counts[gen].mean())
     assert mean_count(a) < mean_count(plain)
+
+
+# ----------------------------------------------------------------------------- saved progress (resume)
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(n):
+    """A progress callback that interrupts generation after ``n`` batches."""
+    calls = []
+
+    def progress(_):
+        calls.append(1)
+        if len(calls) == n:
+            raise _Stop
+    return progress
+
+
+def test_interrupted_generation_resumes_to_the_uninterrupted_output(experiment, tmp_path, monkeypatch):
+    """Saved progress holds whole batches; a second call generates only the batches it lacks and returns
+    the uninterrupted trajectories and step counters; a third call finds nothing left to generate."""
+    from recstudio_rsir.algorithm.gen_checkpoint import GenerationCheckpoint, fingerprint
+    scorer, _ = _model(experiment, 5)
+    sources = experiment.real_train[:60]
+    cfg = G.GenConfig(m=3, p=0.5, tau=10, seed=2, seed_prefix='random', batch_size=17, max_len=12)
+    want, st = G.generate_batched(scorer, sources, cfg)
+    batches = math.ceil(len(want) / cfg.batch_size)
+    fp = fingerprint(cfg, sources, scorer.model)
+    folder = str(tmp_path / 'progress')
+    with pytest.raises(_Stop):
+        G.generate_batched(scorer, sources, cfg, progress=_stop_after(4),
+                           checkpoint=GenerationCheckpoint(folder, fp, every_seconds=0))
+    assert sorted(os.listdir(folder)) == ['part_00000.npz', 'part_00001.npz', 'part_00002.npz', 'part_00003.npz',
+                                          'progress.json']
+    done = []
+    real = G._generate_batch
+    monkeypatch.setattr(G, '_generate_batch', lambda *a, **k: done.append(1) or real(*a, **k))
+    got, st2 = G.generate_batched(scorer, sources, cfg, checkpoint=GenerationCheckpoint(folder, fp, every_seconds=0))
+    assert got == want and len(done) == batches - 4
+    assert st2.resumed_trajectories == 4 * cfg.batch_size and st.resumed_trajectories == 0
+    assert [getattr(st2, c) for c in G.STEP_COUNTERS] == [getattr(st, c) for c in G.STEP_COUNTERS]
+    assert st2.steps_tried > 0 and 'from saved progress' in st2.summary_line()
+    done.clear()
+    again, st3 = G.generate_batched(scorer, sources, cfg, checkpoint=GenerationCheckpoint(folder, fp))
+    assert again == want and done == [] and st3.resumed_trajectories == len(want)
+
+
+def test_progress_of_another_generator_is_discarded_and_damage_is_one_line(experiment, tmp_path):
+    from recstudio_rsir.algorithm.gen_checkpoint import GenerationCheckpoint, fingerprint
+    from recstudio_rsir.errors import UserError
+    scorer, _ = _model(experiment, 6)
+    other, _ = _model(experiment, 7)
+    sources = experiment.real_train[:40]
+    cfg = G.GenConfig(m=2, tau=10, seed=1, batch_size=9, max_len=10)
+    fp = fingerprint(cfg, sources, scorer.model)
+    # what decides the trajectories changes the fingerprint; the chunking budget does not
+    assert fp == fingerprint(G.GenConfig(m=2, tau=10, seed=1, batch_size=9, max_len=10, memory_mb=1), sources,
+                             scorer.model)
+    assert len({fp, fingerprint(cfg, sources, other.model), fingerprint(cfg, sources[:-1], scorer.model),
+                fingerprint(G.GenConfig(m=2, tau=10, seed=2, batch_size=9, max_len=10), sources, scorer.model),
+                fingerprint(cfg, sources, scorer.model, penalty=torch.zeros(scorer.num_items))}) == 5
+    folder = str(tmp_path / 'progress')
+    with pytest.raises(_Stop):
+        G.generate_batched(scorer, sources, cfg, progress=_stop_after(3),
+                           checkpoint=GenerationCheckpoint(folder, fp, every_seconds=0))
+    # another model's generator does not use this progress: it starts over (and empties the folder)
+    ofp = fingerprint(cfg, sources, other.model)
+    got, st = G.generate_batched(other, sources, cfg, checkpoint=GenerationCheckpoint(folder, ofp, every_seconds=1e9))
+    assert got == G.generate_batched(other, sources, cfg)[0] and st.resumed_trajectories == 0
+    assert not os.path.exists(folder)
+    # damaged progress is a one-line error naming the file, never a silent mix
+    with pytest.raises(_Stop):
+        G.generate_batched(scorer, sources, cfg, progress=_stop_after(3),
+                           checkpoint=GenerationCheckpoint(folder, fp, every_seconds=0))
+    part = os.path.join(folder, 'part_00001.npz')
+    with open(part, 'r+b') as f:
+        f.seek(40)
+        f.write(b'\xff\xff')
+    with pytest.raises(UserError, match=r'part_00001\.npz: changed since it was written.*delete .*progress'):
+        G.generate_batched(scorer, sources, cfg, checkpoint=GenerationCheckpoint(folder, fp))
+    with open(os.path.join(folder, 'progress.json'), 'w') as f:
+        f.write('{"fingerprint": "%s", "parts": [{"file": "part_00000.npz"}]}' % fp)
+    with pytest.raises(UserError, match=r'progress\.json: damaged \(KeyError'):
+        G.generate_batched(scorer, sources, cfg, checkpoint=GenerationCheckpoint(folder, fp))
+
+
+def test_a_run_interrupted_in_generation_resumes_to_the_same_rows(small_file, tmp_path, monkeypatch):
+    """Through the loop: a run killed in round 1's generation (progress saved after every batch here)
+    resumes from round_1/generation_progress, writes the rows of an uninterrupted run, records how
+    many trajectories it restored, and removes the progress folder."""
+    import json
+    import shutil
+    from conftest import tiny_cfg
+    from recstudio_rsir.algorithm import gen_checkpoint, loop
+    from recstudio_rsir.records import RunLayout
+
+    def run(name):
+        cfg = tiny_cfg(small_file, tmp_path / name, **{'rsir.rounds': 1, 'epochs': 1, 'rsir.batch_size': 64})
+        cfg['augment'] = 'rsir'
+        return loop.run(cfg, progress=False)
+    run('a')
+    a, b = RunLayout(str(tmp_path / 'a')), RunLayout(str(tmp_path / 'b'))
+    shutil.copytree(a.root, b.root)
+    shutil.rmtree(b.path('round_1'))                           # b: round 0 done, round 1 not started
+    monkeypatch.setattr(gen_checkpoint, 'SAVE_EVERY_SECONDS', 0.0)
+    real, calls = G._generate_batch, []
+
+    def interrupted(*args, **kw):
+        calls.append(1)
+        if len(calls) == 5:
+            raise _Stop
+        return real(*args, **kw)
+    monkeypatch.setattr(G, '_generate_batch', interrupted)
+    with pytest.raises(_Stop):
+        run('b')
+    assert not os.path.exists(b.synthetic(1)) and not os.path.exists(b.generation(1))
+    assert len(json.load(open(os.path.join(b.generation_progress(1), 'progress.json')))['parts']) == 4
+    monkeypatch.setattr(G, '_generate_batch', real)
+    res = run('b')
+    assert loop.load_sequences(b.synthetic(1)) == loop.load_sequences(a.synthetic(1))
+    gen_a, gen_b = json.load(open(a.generation(1))), json.load(open(b.generation(1)))
+    assert gen_b['resumed_trajectories'] == 4 * 64 and gen_a['resumed_trajectories'] == 0
+    assert {k: gen_b[k] for k in G.STEP_COUNTERS + ('kept',)} == {k: gen_a[k] for k in G.STEP_COUNTERS + ('kept',)}
+    assert not os.path.exists(b.generation_progress(1)) and res.rounds[1].generation is not None

@@ -48,6 +48,9 @@ class AugmentContext:
     seed:        a seed for this round (``aug.seed + 1000 * round``).
     dist:        the processes of a torchrun job (:mod:`recstudio_rsir.distributed`); an augmenter
                  may deal its work out over them, and must return the same rows on every rank.
+    resume_dir:  a folder (not yet created) where the augmenter may keep the progress of this
+                 round's work, so that an interrupted round resumes there; the loop removes it once
+                 the round's rows are written.  None: keep nothing (RSIR then starts over).
     """
     round: int
     sources: List[List[int]]
@@ -62,6 +65,7 @@ class AugmentContext:
     fiid: str = 'item_id'
     progress: bool = False
     dist: Dist = SINGLE
+    resume_dir: Optional[str] = None
 
 
 @dataclass
@@ -179,8 +183,12 @@ class RSIRAugmenter(Augmenter):
             counts = item_counts(ctx.real_train, ctx.num_items)
             penalty = float(r['popularity_penalty']) * torch.log1p(torch.as_tensor(counts, dtype=torch.float32))
             penalty = penalty.to(ctx.device)
+        checkpoint = None
+        if ctx.resume_dir and not ctx.dist.active:          # one process: saved progress, resumable
+            from .gen_checkpoint import GenerationCheckpoint, fingerprint
+            checkpoint = GenerationCheckpoint(ctx.resume_dir, fingerprint(g, gen_sources, ctx.model, penalty))
         trajectories, stats = generate_batched(scorer, gen_sources, g, draws, progress=bar.update if bar else None,
-                                               penalty=penalty, dist=ctx.dist)
+                                               penalty=penalty, dist=ctx.dist, checkpoint=checkpoint)
         if bar:
             bar.close()
         existing = ctx.existing if r.get('dedup', 'all') == 'all' else []

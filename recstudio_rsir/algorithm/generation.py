@@ -169,6 +169,7 @@ class GenStats:
     seconds: float = 0.0
     forward_seconds: float = 0.0
     length_hist: dict = field(default_factory=dict)
+    resumed_trajectories: int = 0     # trajectories restored from saved progress (GenerationCheckpoint)
 
     def own_history_share(self):
         """Share of the generated items (kept rows) that are in the source user's own history."""
@@ -181,7 +182,13 @@ class GenStats:
                 f'fidelity; kept {self.kept} sequences '
                 f'({self.dropped_short} too short, {self.dropped_duplicate} duplicates), mean length '
                 f'{self.mean_length:.2f}, {own:.1%} of generated items from the user\'s own history '
-                f'[{self.seconds:.1f}s, {self.forward_seconds / max(self.seconds, 1e-9):.0%} in model forward]')
+                f'[{self.seconds:.1f}s, {self.forward_seconds / max(self.seconds, 1e-9):.0%} in model forward'
+                + (f'; {self.resumed_trajectories} trajectories from saved progress' if self.resumed_trajectories
+                   else '') + ']')
+
+
+# the GenStats counters of steps (summed over batches; saved with a GenerationCheckpoint's progress)
+STEP_COUNTERS = ('steps_tried', 'accepted', 'rejected_fidelity', 'stopped_max_len', 'stopped_target_done')
 
 
 # ----------------------------------------------------------------------------- batched generator
@@ -232,7 +239,7 @@ class _RowBlindScorer:
 
 @torch.no_grad()
 def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progress=None, penalty=None,
-                     dist=SINGLE):
+                     dist=SINGLE, checkpoint=None):
     """Generate raw trajectories (before filtering) for all sources.
 
     ``penalty``: ``[num_items]`` subtracted from an item's score when the next item is *picked*
@@ -243,6 +250,12 @@ def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progr
     rank ``b % world`` and the trajectories are gathered, so every rank returns the whole output,
     equal to one process's (the randomness is pre-drawn per trajectory); the step counters are
     summed over the ranks, ``forward_seconds`` is their mean.
+
+    ``checkpoint``: a :class:`~.gen_checkpoint.GenerationCheckpoint` (one process only; ignored with
+    several): the trajectories of finished batches are saved every few minutes, and a call that finds
+    saved progress of the same generator skips the batches it holds (``stats.resumed_trajectories``);
+    the output and the step counters equal an uninterrupted call's, ``seconds`` and
+    ``forward_seconds`` add the saved ones.
 
     Returns (trajectories, stats): ``trajectories[t]`` is the list of item ids of trajectory t
     (source ``t // m``).  All tensor work runs on the scorer's device.
@@ -257,6 +270,16 @@ def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progr
     out = [None] * T
     if T == 0:
         return out, stats
+    checkpoint = checkpoint if not dist.active else None
+    saved = checkpoint.restore(T) if checkpoint is not None else None
+    done, s0, f_saved = {}, 0.0, 0.0                                 # what an interrupted call finished
+    if saved is not None:
+        done, s0, f_saved = saved.rows, saved.seconds, saved.forward_seconds
+        for t, seq in done.items():
+            out[t] = seq
+        for c in STEP_COUNTERS:
+            setattr(stats, c, saved.counters[c])
+        stats.resumed_trajectories = len(done)
     src, slen = _pad_rows(sources, dev)                              # [S, W], [S]
     own = _unique_sorted_rows(src)                                   # [S, W] distinct own items
     order = torch.argsort(slen.cpu().repeat_interleave(cfg.m), descending=True, stable=True)
@@ -264,31 +287,33 @@ def generate_batched(scorer, sources, cfg: GenConfig, draws: Draws = None, progr
         if not dist.mine(b):                                         # another rank's batch
             continue
         tids = order[b0:b0 + cfg.batch_size]                         # similar lengths per batch
-        res = _generate_batch(scorer, src, slen, own, cfg, draws, tids, stats, penalty)
-        for t, seq in zip(tids.tolist(), res):
-            out[t] = seq
+        tl = tids.tolist()
+        if not done or not all(t in done for t in tl):               # (saved batches are whole)
+            res = _generate_batch(scorer, src, slen, own, cfg, draws, tids, stats, penalty)
+            for t, seq in zip(tl, res):
+                out[t] = seq
+            if checkpoint is not None:
+                checkpoint.add(tl, res, stats, s0 + time.perf_counter() - t_start,
+                               f_saved + scorer.forward_seconds - f0)
         if progress:
             progress(len(tids) * dist.world)
-    stats.forward_seconds = scorer.forward_seconds - f0
+    stats.forward_seconds = f_saved + scorer.forward_seconds - f0
     if dist.active:
         _gather(dist, out, stats)
-    stats.seconds = time.perf_counter() - t_start
+    stats.seconds = s0 + time.perf_counter() - t_start
     return out, stats
-
-
-_STEP_COUNTERS = ('steps_tried', 'accepted', 'rejected_fidelity', 'stopped_max_len', 'stopped_target_done')
 
 
 def _gather(dist, out, stats):
     """Fill ``out`` with every rank's trajectories and sum the step counters of ``stats``, in place."""
     mine = {t: seq for t, seq in enumerate(out) if seq is not None}
-    parts = dist.gather((mine, [getattr(stats, c) for c in _STEP_COUNTERS], stats.forward_seconds))
-    for c in _STEP_COUNTERS:
+    parts = dist.gather((mine, [getattr(stats, c) for c in STEP_COUNTERS], stats.forward_seconds))
+    for c in STEP_COUNTERS:
         setattr(stats, c, 0)
     for rows, counts, _ in parts:
         for t, seq in rows.items():
             out[t] = seq
-        for c, v in zip(_STEP_COUNTERS, counts):
+        for c, v in zip(STEP_COUNTERS, counts):
             setattr(stats, c, getattr(stats, c) + v)
     stats.forward_seconds = sum(p[2] for p in parts) / len(parts)
 

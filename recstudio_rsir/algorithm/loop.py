@@ -8,9 +8,9 @@ last completed step.
 """
 import logging
 import os
+import shutil
 import time
 
-import numpy as np
 import torch
 
 from .. import config as C
@@ -18,7 +18,8 @@ from .. import data as D
 from .. import distributed, host, models
 from . import training
 from ..analysis.stats import apen_summary, synthetic_diagnostics
-from ..atomic import atomic_path, check_digest, file_digest, read_json, write_json, write_text
+from ..atomic import check_digest, file_digest, read_json, write_json, write_text
+from ..data import load_sequences, save_sequences   # noqa: F401 - also loop's public names
 from ..errors import UserError
 from ..records import METRICS, RoundResult, RunLayout, RunResult, SuiteLayout
 from .augmenters import AugmentContext, check_output, get_augmenter
@@ -42,31 +43,6 @@ def resolve_device(name):
     if str(name).startswith('cuda') and not torch.cuda.is_available():
         raise UserError(f'--device {name}: CUDA is not available on this machine; use --device cpu')
     return str(name)
-
-
-def save_sequences(path, seqs, origin):
-    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(s) for s in seqs])
-    items = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
-    with atomic_path(path) as tmp:
-        with open(tmp, 'wb') as f:
-            np.savez_compressed(f, items=items, offsets=offsets, origin=np.asarray(origin, dtype=np.int64))
-
-
-def load_sequences(path):
-    """(rows, origins) of a ``synthetic.npz`` (never unpickled: ``allow_pickle=False``); a damaged
-    file is a one-line UserError naming it."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            items, offsets = z['items'], z['offsets']
-            origin = z['origin'].tolist() if 'origin' in z.files else None      # older runs kept no origins
-        if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(items) or \
-                (np.diff(offsets) < 0).any() or (origin is not None and len(origin) != len(offsets) - 1):
-            raise ValueError('offsets do not match the items')
-    except Exception as e:                                  # noqa: BLE001 - zip, npy and shape errors alike
-        raise UserError(f'{path}: damaged ({str(e).splitlines()[0][:100] if str(e) else type(e).__name__}); delete '
-                        'this round\'s folder and re-run the command to generate it again') from None
-    return [items[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])], origin
 
 
 class Experiment:
@@ -196,7 +172,8 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
                 if aug.uses_model:
                     gen_model = teacher.model_for(k - 1, synthetic) if teacher else prev_model
                     gen_model.eval()
-                new, origin, gen_info = augment_round(aug, ex, gen_model, sources, synthetic, k, progress)
+                new, origin, gen_info = augment_round(aug, ex, gen_model, sources, synthetic, k, progress,
+                                                      resume_dir=lay.generation_progress(k))
                 if aug.uses_model:
                     gen_info['generator'] = teacher.name if teacher else cfg['model_name']
                 gen_info['diagnostics'] = synthetic_diagnostics(new, [sources[i] for i in origin], ex.real_train,
@@ -204,6 +181,8 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
                 save_sequences(lay.synthetic(k), new, origin)
                 gen_info['artifacts'] = dist.on_main(lambda: {'synthetic.npz': file_digest(lay.synthetic(k))})
                 write_json(lay.generation(k), gen_info)
+                if dist.is_main:
+                    shutil.rmtree(lay.generation_progress(k), ignore_errors=True)   # the rows are written
             log.info(gen_info.get('summary') or f'round {k} {cfg["augment"]}: kept {len(new)} rows')
             synthetic = synthetic + new
         train, val, test = ex.splits(synthetic)
@@ -230,15 +209,16 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
     return results
 
 
-def augment_round(aug, ex, model, sources, synthetic, k, progress):
+def augment_round(aug, ex, model, sources, synthetic, k, progress, resume_dir=None):
     """Round ``k``'s new rows from augmenter ``aug``: (rows, origin indices into ``sources``, info).
     Rows of augmenters that do not filter themselves go through the same filter as RSIR's
-    (length >= rsir.min_len, no duplicate of each other or of a training row)."""
+    (length >= rsir.min_len, no duplicate of each other or of a training row).  ``resume_dir``:
+    where the augmenter may keep its progress (:class:`AugmentContext`)."""
     cfg = ex.cfg
     ctx = AugmentContext(round=k, sources=sources, real_train=ex.real_train, existing=ex.real_train + synthetic,
                          num_items=ex.num_items, max_len=int(cfg['rsir']['max_len'] or ex.max_seq_len), config=cfg,
                          seed=int(cfg['aug']['seed']) + 1000 * k, model=model, device=ex.device,
-                         fiid=ex.pristine.fiid, progress=progress, dist=ex.dist)
+                         fiid=ex.pristine.fiid, progress=progress, dist=ex.dist, resume_dir=resume_dir)
     t0 = time.time()
     out = check_output(cfg['augment'], aug.augment(ctx), ctx)
     info = dict(out.info)
