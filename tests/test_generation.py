@@ -325,9 +325,10 @@ def test_interrupted_generation_resumes_to_the_uninterrupted_output(experiment, 
     assert again == want and done == [] and st3.resumed_trajectories == len(want)
 
 
-def test_progress_of_another_generator_is_discarded_and_damage_is_one_line(experiment, tmp_path):
+def test_progress_of_another_generator_or_damaged_is_discarded(experiment, tmp_path, caplog):
+    import logging
+    import re
     from recstudio_rsir.algorithm.gen_checkpoint import GenerationCheckpoint, fingerprint
-    from recstudio_rsir.errors import UserError
     scorer, _ = _model(experiment, 6)
     other, _ = _model(experiment, 7)
     sources = experiment.real_train[:40]
@@ -348,20 +349,36 @@ def test_progress_of_another_generator_is_discarded_and_damage_is_one_line(exper
     got, st = G.generate_batched(other, sources, cfg, checkpoint=GenerationCheckpoint(folder, ofp, every_seconds=1e9))
     assert got == G.generate_batched(other, sources, cfg)[0] and st.resumed_trajectories == 0
     assert not os.path.exists(folder)
-    # damaged progress is a one-line error naming the file, never a silent mix
-    with pytest.raises(_Stop):
-        G.generate_batched(scorer, sources, cfg, progress=_stop_after(3),
-                           checkpoint=GenerationCheckpoint(folder, fp, every_seconds=0))
-    part = os.path.join(folder, 'part_00001.npz')
-    with open(part, 'r+b') as f:
-        f.seek(40)
-        f.write(b'\xff\xff')
-    with pytest.raises(UserError, match=r'part_00001\.npz: changed since it was written.*delete .*progress'):
-        G.generate_batched(scorer, sources, cfg, checkpoint=GenerationCheckpoint(folder, fp))
-    with open(os.path.join(folder, 'progress.json'), 'w') as f:
-        f.write('{"fingerprint": "%s", "parts": [{"file": "part_00000.npz"}]}' % fp)
-    with pytest.raises(UserError, match=r'progress\.json: damaged \(KeyError'):
-        G.generate_batched(scorer, sources, cfg, checkpoint=GenerationCheckpoint(folder, fp))
+    # damaged progress is never used: a one-line warning naming the file, then generation starts over
+    # (nothing depends on the progress yet, so the rows are the same)
+    want = G.generate_batched(scorer, sources, cfg)[0]
+
+    def damage_part(path):
+        with open(path, 'r+b') as f:
+            f.seek(40)
+            f.write(b'\xff\xff')
+
+    def damage_manifest(path):
+        with open(os.path.join(folder, 'progress.json'), 'w') as f:
+            f.write('{"fingerprint": "%s", "parts": [{"file": "part_00000.npz"}]}' % fp)
+
+    def garbage_manifest(path):
+        with open(os.path.join(folder, 'progress.json'), 'wb') as f:
+            f.write(b'\x80not json')
+    for damage, said in ((damage_part, r'part_00001\.npz: changed since it was written'),
+                         (damage_manifest, r'progress\.json: damaged \(KeyError'),
+                         (garbage_manifest, r'progress\.json: damaged')):
+        with pytest.raises(_Stop):
+            G.generate_batched(scorer, sources, cfg, progress=_stop_after(3),
+                               checkpoint=GenerationCheckpoint(folder, fp, every_seconds=0))
+        damage(os.path.join(folder, 'part_00001.npz'))
+        with caplog.at_level(logging.WARNING, logger='recstudio_rsir'):
+            caplog.clear()
+            got, st = G.generate_batched(scorer, sources, cfg, checkpoint=GenerationCheckpoint(folder, fp))
+        assert got == want and st.resumed_trajectories == 0 and not os.path.exists(folder)
+        lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(lines) == 1 and '\n' not in lines[0] and re.search(said, lines[0]), lines
+        assert 'generating this round from its start' in lines[0]
 
 
 def test_a_run_interrupted_in_generation_resumes_to_the_same_rows(small_file, tmp_path, monkeypatch):
