@@ -412,6 +412,14 @@ def damage_cases():
         os.remove(p(run, 'round_2', 'metrics.json'))
         garbage(p(run, 'round_2', 'model', 'train_state.pt'), os.urandom(300))
 
+    def progress_left(run, manifest):
+        """Round 2 not generated yet, with saved generation progress (README "Resume") in its folder:
+        ``manifest`` is the progress.json text, beside a part of random bytes."""
+        shutil.rmtree(p(run, 'round_2'))
+        os.makedirs(p(run, 'round_2', 'generation_progress'))
+        garbage(p(run, 'round_2', 'generation_progress', 'part_00000.npz'), os.urandom(300))
+        garbage(p(run, 'round_2', 'generation_progress', 'progress.json'), manifest)
+
     def stale_temporaries(run):
         for f in (p(run, '.results.json.k3x9_q.tmp'), p(run, 'round_1', '.synthetic.npz.ab12cd34.tmp'),
                   p(run, 'round_2', 'model', '.best.pt.zz99zz99.tmp')):
@@ -436,6 +444,12 @@ def damage_cases():
         ('results.json deleted', lambda r: None, 'identical'),
         ('results.json garbage', lambda r: garbage(p(r, 'results.json')), 'identical'),
         ('temporaries of interrupted writes', stale_temporaries, 'identical'),
+        ('generation progress garbage', lambda r: progress_left(r, b'\x00{not json'), 'identical'),
+        ('generation progress of another generator', lambda r: progress_left(
+            r, json.dumps({'fingerprint': '0' * 64, 'parts': [{'file': 'part_00000.npz', 'trajectories': 3,
+                                                              'digest': {'bytes': 300, 'sha256': '0' * 64}}],
+                           'counters': {}, 'seconds': 1.0, 'forward_seconds': 1.0}).encode()), 'identical'),
+
         ('folder moved', 'move', 'identical'),
         ('folder copied, original deleted', 'copy', 'identical'),
     ]
