@@ -169,10 +169,14 @@ class RSIRAugmenter(Augmenter):
         g = GenConfig(**{**gcfg.__dict__, 'seed': gcfg.seed + 1000 * ctx.round})
         scorer = ModelScorer(ctx.model, ctx.num_items, max_seq_len, ctx.fiid,
                              incremental=bool(ctx.config['rsir'].get('kv_cache', True)))
-        bar = None
-        if ctx.progress:
-            from tqdm import tqdm
-            bar = tqdm(total=len(ctx.sources) * g.m, desc=f'round {ctx.round} generation', unit='traj', leave=False)
+        bars = []                          # opened at the first batch: after saved progress is reported
+
+        def advance(n):
+            if not bars:
+                from tqdm import tqdm
+                bars.append(tqdm(total=len(ctx.sources) * g.m, desc=f'round {ctx.round} generation', unit='traj',
+                                 leave=False))
+            bars[0].update(n)
         r = ctx.config['rsir']
         # rsir.target_items: history = each row without its last item (pool, targets and seed come from it)
         gen_sources = [s[:-1] if len(s) > 1 else s for s in ctx.sources] if r.get('target_items') == 'history' \
@@ -187,9 +191,10 @@ class RSIRAugmenter(Augmenter):
         if ctx.resume_dir and not ctx.dist.active:          # one process: saved progress, resumable
             from .gen_checkpoint import GenerationCheckpoint, fingerprint
             checkpoint = GenerationCheckpoint(ctx.resume_dir, fingerprint(g, gen_sources, ctx.model, penalty))
-        trajectories, stats = generate_batched(scorer, gen_sources, g, draws, progress=bar.update if bar else None,
+        trajectories, stats = generate_batched(scorer, gen_sources, g, draws,
+                                               progress=advance if ctx.progress else None,
                                                penalty=penalty, dist=ctx.dist, checkpoint=checkpoint)
-        if bar:
+        for bar in bars:
             bar.close()
         existing = ctx.existing if r.get('dedup', 'all') == 'all' else []
         kept, origin = filter_sequences(trajectories, [t // g.m for t in range(len(trajectories))], gen_sources,
