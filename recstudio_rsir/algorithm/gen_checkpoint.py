@@ -118,12 +118,9 @@ class GenerationCheckpoint:
                 rows.update(zip(tids, seqs))
             counters = {c: int(m['counters'][c]) for c in STEP_COUNTERS}
             seconds, forward = float(m['seconds']), float(m['forward_seconds'])
-        except UserError as e:
-            log.warning('%s', e)
-            self.discard()
-            return None
-        except (KeyError, TypeError, ValueError) as e:
-            log.warning('%s: damaged (%s: %s); %s', self.manifest, type(e).__name__, e, redo)
+        except (UserError, KeyError, TypeError, ValueError) as e:
+            log.warning('%s', e if isinstance(e, UserError) else
+                        f'{self.manifest}: damaged ({type(e).__name__}: {e}); {redo}')
             self.discard()
             return None
         self._parts = list(m['parts'])
