@@ -36,6 +36,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from recstudio_rsir.records import TRAIN_STATE, RunLayout  # noqa: E402  (after the path is set)
 
 TINY = ['--epochs', '2', '--patience', '2', '--batch_size', '128', '--num_negatives', '32',
         '--model.embed_dim', '16', '--model.hidden_size', '32', '--model.layer_num', '1', '--num_threads', '1',
@@ -105,19 +106,19 @@ def same_run(a, b):
     """None when run folders ``a`` and ``b`` hold the same results, synthetic rows and model weights."""
     import torch
     from recstudio_rsir.algorithm.loop import load_sequences
-    ra, rb = (json.load(open(os.path.join(x, 'results.json'))) for x in (a, b))
+    la, lb = RunLayout(a), RunLayout(b)
+    ra, rb = (json.load(open(x.results)) for x in (la, lb))
     if comparable(ra) != comparable(rb):
         return 'results.json differs'
     for k in range(len(ra['rounds'])):
-        syn = os.path.join('round_%d' % k, 'synthetic.npz')
-        if os.path.exists(os.path.join(a, syn)) and \
-                load_sequences(os.path.join(a, syn))[0] != load_sequences(os.path.join(b, syn))[0]:
-            return f'{syn} differs'
-        best = os.path.join('round_%d' % k, 'model', 'best.pt')
-        if os.path.exists(os.path.join(a, best)) and os.path.exists(os.path.join(b, best)):
-            wa, wb = (torch.load(os.path.join(x, best), weights_only=True)['model'] for x in (a, b))
+        syn = la.synthetic(k)
+        if os.path.exists(syn) and load_sequences(syn)[0] != load_sequences(lb.synthetic(k))[0]:
+            return f'{os.path.relpath(syn, a)} differs'
+        best = la.best_checkpoint(k)
+        if os.path.exists(best) and os.path.exists(lb.best_checkpoint(k)):
+            wa, wb = (torch.load(x.best_checkpoint(k), weights_only=True)['model'] for x in (la, lb))
             if wa.keys() != wb.keys() or not all(torch.equal(wa[n], wb[n]) for n in wa):
-                return f'{best} differs'
+                return f'{os.path.relpath(best, a)} differs'
     return None
 
 
@@ -182,7 +183,7 @@ def try_input(name, argv, words, tmp, accept_ok=False):
         argv = argv + ['--epochs', '1']
     rc, err = in_process(['-m', 'SASRec', *argv, '--quiet'])
     if rc == 0 and accept_ok:
-        done = os.path.exists(os.path.join(out, 'results.json'))
+        done = os.path.exists(RunLayout(out).results)
         shutil.rmtree(out, ignore_errors=True)
         return ('accepted', '') if done else ('FAILED', f'{name}: exit 0 without results.json')
     why = error_line(rc, err, words) if rc is not None else err
@@ -274,7 +275,7 @@ def fuzz_cases(tmp, n, rng, gz_source=None):
 def finished_run(tmp, data, rounds=2):
     """A finished RSIR run of ``rounds`` rounds on ``data`` (the reference the damage cases copy)."""
     out = os.path.join(tmp, f'reference_{rounds}')
-    if not os.path.exists(os.path.join(out, 'results.json')):
+    if not os.path.exists(RunLayout(out).results):
         r = run_cli(data, out, *RSIR, '--rsir.rounds', str(rounds))
         if r.returncode != 0:
             raise SystemExit(f'the reference run failed: {r.stderr[-2000:]}')
@@ -309,45 +310,45 @@ def malicious_cases():
     import torch
 
     def state(run, evil, marker):
-        os.remove(os.path.join(run, 'results.json'))
-        os.remove(os.path.join(run, 'round_1', 'metrics.json'))
-        torch.save({'model': Payload(marker)}, os.path.join(run, 'round_1', 'model', 'train_state.pt'))
+        os.remove(RunLayout(run).results)
+        os.remove(RunLayout(run).metrics(1))
+        torch.save({'model': Payload(marker)}, os.path.join(RunLayout(run).model_dir(1), TRAIN_STATE))
         return ['train_state.pt', 'not a loadable checkpoint']
 
     def best(run, evil, marker):
-        os.remove(os.path.join(run, 'results.json'))
-        p = os.path.join(run, 'round_0', 'model', 'best.pt')
+        os.remove(RunLayout(run).results)
+        p = RunLayout(run).best_checkpoint(0)
         torch.save({'model': Payload(marker)}, p)
-        _rerecord(os.path.join(run, 'round_0', 'metrics.json'), 'checkpoint_digest', p)
+        _rerecord(RunLayout(run).metrics(0), 'checkpoint_digest', p)
         return ['best.pt', 'not a loadable checkpoint']
 
     def outside(run, evil, marker):
-        os.remove(os.path.join(run, 'results.json'))
+        os.remove(RunLayout(run).results)
         p = os.path.join(evil, 'elsewhere.pt')
         torch.save({'model': Payload(marker)}, p)
-        m = os.path.join(run, 'round_0', 'metrics.json')
+        m = RunLayout(run).metrics(0)
         _rerecord(m, 'checkpoint_digest', p)
         with open(m) as f:
             d = json.load(f)
-        d['checkpoint_in_round'] = os.path.relpath(p, os.path.join(run, 'round_0'))
+        d['checkpoint_in_round'] = os.path.relpath(p, RunLayout(run).round_dir(0))
         with open(m, 'w') as f:
             json.dump(d, f)
         return ['metrics.json', 'outside the run folder']
 
     def npz(run, evil, marker):
-        os.remove(os.path.join(run, 'results.json'))
-        p = os.path.join(run, 'round_1', 'synthetic.npz')
+        os.remove(RunLayout(run).results)
+        p = RunLayout(run).synthetic(1)
         with open(p, 'wb') as f:
             np.savez(f, items=np.array([Payload(marker)], dtype=object), offsets=np.array([0, 1]))
-        _rerecord(os.path.join(run, 'round_1', 'generation.json'), 'artifacts', p, 'synthetic.npz')
+        _rerecord(RunLayout(run).generation(1), 'artifacts', p, 'synthetic.npz')
         return ['synthetic.npz', 'damaged']
 
     def cache(run, evil, marker):
         import pickle
         from recstudio_rsir import host
         from recstudio.utils.utils import md5
-        os.remove(os.path.join(run, 'results.json'))
-        ds = os.path.join(run, 'dataset')
+        os.remove(RunLayout(run).results)
+        ds = RunLayout(run).dataset_dir
         name = next(n for n in os.listdir(ds) if os.path.isdir(os.path.join(ds, n)) and not n.startswith('.'))
         conf = host.dataset_config(name, os.path.join(ds, name), 50)
         folder = os.path.join(ds, '.recstudio', 'cache')
@@ -382,16 +383,13 @@ def damage_cases():
     undamaged results) or the words of the one error line.  The reference is a 2-round RSIR run."""
     from recstudio_rsir.algorithm.loop import load_sequences, save_sequences
 
-    def p(run, *parts):
-        return os.path.join(run, *parts)
-
     def rows_removed(run, rerecord=False):
-        f = p(run, 'round_1', 'synthetic.npz')
+        f = RunLayout(run).synthetic(1)
         rows, origin = load_sequences(f)
         cut = max(1, len(rows) // 10)
         save_sequences(f, rows[cut:], origin[cut:])
         if rerecord:
-            _rerecord(p(run, 'round_1', 'generation.json'), 'artifacts', f, 'synthetic.npz')
+            _rerecord(RunLayout(run).generation(1), 'artifacts', f, 'synthetic.npz')
 
     def truncate(f, keep=100):
         with open(f, 'rb') as fh:
@@ -400,49 +398,50 @@ def damage_cases():
             fh.write(b[:keep] if keep < len(b) else b[:len(b) // 2])
 
     def converted(run):
-        ds = p(run, 'dataset')
-        name = next(n for n in os.listdir(ds) if os.path.isdir(p(ds, n)) and not n.startswith('.'))
-        truncate(p(ds, name, name + '.inter'), keep=10 ** 9)
+        ds = RunLayout(run).dataset_dir
+        name = next(n for n in os.listdir(ds) if os.path.isdir(os.path.join(ds, n)) and not n.startswith('.'))
+        truncate(os.path.join(ds, name, name + '.inter'), keep=10 ** 9)
 
     def garbage(f, data=b'\x00{not json'):
         with open(f, 'wb') as fh:
             fh.write(data)
 
     def mid_training_garbage_state(run):
-        os.remove(p(run, 'round_2', 'metrics.json'))
-        garbage(p(run, 'round_2', 'model', 'train_state.pt'), os.urandom(300))
+        os.remove(RunLayout(run).metrics(2))
+        garbage(os.path.join(RunLayout(run).model_dir(2), TRAIN_STATE), os.urandom(300))
 
     def progress_left(run, manifest):
         """Round 2 not generated yet, with saved generation progress (README "Resume") in its folder:
         ``manifest`` is the progress.json text, beside a part of random bytes."""
-        shutil.rmtree(p(run, 'round_2'))
-        os.makedirs(p(run, 'round_2', 'generation_progress'))
-        garbage(p(run, 'round_2', 'generation_progress', 'part_00000.npz'), os.urandom(300))
-        garbage(p(run, 'round_2', 'generation_progress', 'progress.json'), manifest)
+        shutil.rmtree(RunLayout(run).round_dir(2))
+        os.makedirs(RunLayout(run).generation_progress(2))
+        garbage(os.path.join(RunLayout(run).generation_progress(2), 'part_00000.npz'), os.urandom(300))
+        garbage(os.path.join(RunLayout(run).generation_progress(2), 'progress.json'), manifest)
 
     def stale_temporaries(run):
-        for f in (p(run, '.results.json.k3x9_q.tmp'), p(run, 'round_1', '.synthetic.npz.ab12cd34.tmp'),
-                  p(run, 'round_2', 'model', '.best.pt.zz99zz99.tmp')):
+        lay = RunLayout(run)
+        for f in (lay.path('.results.json.k3x9_q.tmp'), os.path.join(lay.round_dir(1), '.synthetic.npz.ab12cd34.tmp'),
+                  os.path.join(lay.model_dir(2), '.best.pt.zz99zz99.tmp')):
             with open(f, 'w') as fh:
                 fh.write('half')
 
     return [
-        ('synthetic.npz truncated', lambda r: truncate(p(r, 'round_1', 'synthetic.npz')), ['synthetic.npz']),
+        ('synthetic.npz truncated', lambda r: truncate(RunLayout(r).synthetic(1)), ['synthetic.npz']),
         ('synthetic.npz valid, 10% of rows removed', rows_removed, ['synthetic.npz', 'changed since it was written']),
         ('... and generation.json re-recorded', lambda r: rows_removed(r, True), ['metrics.json', 'rows']),
-        ('synthetic.npz deleted (round trained)', lambda r: os.remove(p(r, 'round_1', 'synthetic.npz')), 'identical'),
-        ('generation.json deleted', lambda r: os.remove(p(r, 'round_1', 'generation.json')), 'identical'),
-        ('metrics.json garbage', lambda r: garbage(p(r, 'round_1', 'metrics.json')), ['metrics.json', 'damaged']),
-        ('metrics.json deleted (training complete)', lambda r: os.remove(p(r, 'round_1', 'metrics.json')),
+        ('synthetic.npz deleted (round trained)', lambda r: os.remove(RunLayout(r).synthetic(1)), 'identical'),
+        ('generation.json deleted', lambda r: os.remove(RunLayout(r).generation(1)), 'identical'),
+        ('metrics.json garbage', lambda r: garbage(RunLayout(r).metrics(1)), ['metrics.json', 'damaged']),
+        ('metrics.json deleted (training complete)', lambda r: os.remove(RunLayout(r).metrics(1)),
          'identical'),
-        ('best.pt deleted', lambda r: os.remove(p(r, 'round_0', 'model', 'best.pt')), ['best.pt', 'missing']),
-        ("best.pt replaced by another round's", lambda r: shutil.copy(p(r, 'round_1', 'model', 'best.pt'),
-                                                                       p(r, 'round_0', 'model', 'best.pt')),
+        ('best.pt deleted', lambda r: os.remove(RunLayout(r).best_checkpoint(0)), ['best.pt', 'missing']),
+        ("best.pt replaced by another round's", lambda r: shutil.copy(RunLayout(r).best_checkpoint(1),
+                                                                       RunLayout(r).best_checkpoint(0)),
          ['best.pt', 'changed since it was written']),
         ('train_state.pt garbage (mid-training)', mid_training_garbage_state, ['train_state.pt']),
         ('converted .inter truncated', converted, 'identical'),
         ('results.json deleted', lambda r: None, 'identical'),
-        ('results.json garbage', lambda r: garbage(p(r, 'results.json')), 'identical'),
+        ('results.json garbage', lambda r: garbage(RunLayout(r).results), 'identical'),
         ('temporaries of interrupted writes', stale_temporaries, 'identical'),
         ('generation progress garbage', lambda r: progress_left(r, b'\x00{not json'), 'identical'),
         ('generation progress of another generator', lambda r: progress_left(
@@ -469,8 +468,8 @@ def try_damage(name, damage, expect, ref, data, tmp):
         run = other
     else:
         damage(run)
-    if name != 'results.json garbage' and os.path.exists(os.path.join(run, 'results.json')):
-        os.remove(os.path.join(run, 'results.json'))
+    if name != 'results.json garbage' and os.path.exists(RunLayout(run).results):
+        os.remove(RunLayout(run).results)
     r = run_cli(data, run, *RSIR, '--rsir.rounds', '2')
     try:
         if expect == 'identical':
@@ -516,7 +515,7 @@ def kill_soak(data, tmp, kills, rng, rounds=3):
     ref = os.path.join(tmp, 'soak_reference')
     t0 = time.time()
     finished_run_args = [*RSIR, '--rsir.rounds', str(rounds)]
-    if not os.path.exists(os.path.join(ref, 'results.json')):
+    if not os.path.exists(RunLayout(ref).results):
         r = run_cli(data, ref, *finished_run_args)
         if r.returncode != 0:
             raise SystemExit(f'the soak reference failed: {r.stderr[-2000:]}')

@@ -86,6 +86,14 @@ def test_same_seed_same_output_and_batch_size_independent(experiment):
     assert a == b and a != c
 
 
+def test_config_to_json_writes_fidelity_off_as_a_string():
+    import json
+    off = G.GenConfig(tau=math.inf).to_json()
+    assert off['tau'] == 'inf' and json.loads(json.dumps(off, allow_nan=False)) == off
+    on = G.GenConfig(tau=5).to_json()
+    assert on == dict(G.GenConfig(tau=5).__dict__) and on['tau'] == 5
+
+
 def test_filter_min_len_and_duplicates():
     st = G.GenStats()
     traj = [[1, 2], [1, 2, 3], [1, 2, 3], [4, 5, 6], [7, 8, 9, 10]]
@@ -339,7 +347,9 @@ def test_progress_of_another_generator_or_damaged_is_discarded(experiment, tmp_p
                              scorer.model)
     assert len({fp, fingerprint(cfg, sources, other.model), fingerprint(cfg, sources[:-1], scorer.model),
                 fingerprint(G.GenConfig(m=2, tau=10, seed=2, batch_size=9, max_len=10), sources, scorer.model),
-                fingerprint(cfg, sources, scorer.model, penalty=torch.zeros(scorer.num_items))}) == 5
+                fingerprint(cfg, sources, scorer.model, penalty=torch.zeros(scorer.num_items)),
+                fingerprint(G.GenConfig(m=2, tau=math.inf, seed=1, batch_size=9, max_len=10), sources,
+                            scorer.model)}) == 6
     folder = str(tmp_path / 'progress')
     with pytest.raises(_Stop):
         G.generate_batched(scorer, sources, cfg, progress=_stop_after(3),

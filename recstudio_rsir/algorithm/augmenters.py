@@ -159,7 +159,6 @@ class RSIRAugmenter(Augmenter):
     uses_model = True
 
     def augment(self, ctx: AugmentContext) -> AugmentOutput:
-        import numpy as np
         import torch
         from .. import config as C
         from ..analysis.stats import item_counts
@@ -203,7 +202,7 @@ class RSIRAugmenter(Augmenter):
         info['acceptance_rate'] = stats.accepted / stats.steps_tried if stats.steps_tried else 0.0
         info['kv_cache'] = scorer.cache is not None
         info['own_history_share'] = stats.own_history_share()
-        info['config'] = dict(g.__dict__, tau=str(g.tau) if not np.isfinite(g.tau) else g.tau)
+        info['config'] = g.to_json()
         info['summary'] = f'round {ctx.round} ' + stats.summary_line()
         return AugmentOutput(kept, origin, info, filtered=True)
 

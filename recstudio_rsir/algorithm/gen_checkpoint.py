@@ -22,7 +22,6 @@ config is discarded and generation starts over.  A part is written (atomically) 
 sha256 differs from its record, an unreadable ``progress.json``) is a one-line warning naming the file,
 and generation starts over: nothing depends on the progress yet, so redoing it gives the same rows.
 """
-import dataclasses
 import hashlib
 import json
 import logging
@@ -32,7 +31,6 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 
 from .. import data as D
@@ -49,8 +47,7 @@ def fingerprint(cfg, sources: List[List[int]], model=None, penalty: Optional[tor
     """sha256 of what decides a round's trajectories: ``cfg`` (a GenConfig; ``memory_mb`` left out, it
     only changes the chunking), the source rows, every weight of ``model`` and the ``penalty``."""
     h = hashlib.sha256()
-    c = {k: (str(v) if isinstance(v, float) and not np.isfinite(v) else v)
-         for k, v in dataclasses.asdict(cfg).items() if k != 'memory_mb'}
+    c = {k: v for k, v in cfg.to_json().items() if k != 'memory_mb'}
     h.update(json.dumps(c, sort_keys=True).encode())
     h.update(D.rows_digest(sources).encode())
     tensors = sorted(model.state_dict().items()) if model is not None else []

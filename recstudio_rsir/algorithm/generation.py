@@ -57,6 +57,10 @@ class GenConfig:
                    keep_failed_step=bool(r['keep_failed_step']), batch_size=int(r['batch_size']),
                    memory_mb=float(r['memory_mb']), seed=int(r['seed']))
 
+    def to_json(self) -> dict:
+        """The fields as a JSON-safe dict (an infinite tau, fidelity off, as the string ``'inf'``)."""
+        return dict(self.__dict__, tau=self.tau if math.isfinite(self.tau) else str(self.tau))
+
 
 @dataclass
 class Draws:
