@@ -36,7 +36,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from recstudio_rsir.records import TRAIN_STATE, RunLayout  # noqa: E402  (after the path is set)
+from recstudio_rsir.algorithm.gen_checkpoint import MANIFEST, part_name  # noqa: E402  (after the path is set)
+from recstudio_rsir.records import TRAIN_STATE, RunLayout  # noqa: E402
 
 TINY = ['--epochs', '2', '--patience', '2', '--batch_size', '128', '--num_negatives', '32',
         '--model.embed_dim', '16', '--model.hidden_size', '32', '--model.layer_num', '1', '--num_threads', '1',
@@ -414,9 +415,10 @@ def damage_cases():
         """Round 2 not generated yet, with saved generation progress (README "Resume") in its folder:
         ``manifest`` is the progress.json text, beside a part of random bytes."""
         shutil.rmtree(RunLayout(run).round_dir(2))
-        os.makedirs(RunLayout(run).generation_progress(2))
-        garbage(os.path.join(RunLayout(run).generation_progress(2), 'part_00000.npz'), os.urandom(300))
-        garbage(os.path.join(RunLayout(run).generation_progress(2), 'progress.json'), manifest)
+        folder = RunLayout(run).generation_progress(2)
+        os.makedirs(folder)
+        garbage(os.path.join(folder, part_name(0)), os.urandom(300))
+        garbage(os.path.join(folder, MANIFEST), manifest)
 
     def stale_temporaries(run):
         lay = RunLayout(run)
@@ -445,7 +447,7 @@ def damage_cases():
         ('temporaries of interrupted writes', stale_temporaries, 'identical'),
         ('generation progress garbage', lambda r: progress_left(r, b'\x00{not json'), 'identical'),
         ('generation progress of another generator', lambda r: progress_left(
-            r, json.dumps({'fingerprint': '0' * 64, 'parts': [{'file': 'part_00000.npz', 'trajectories': 3,
+            r, json.dumps({'fingerprint': '0' * 64, 'parts': [{'file': part_name(0), 'trajectories': 3,
                                                               'digest': {'bytes': 300, 'sha256': '0' * 64}}],
                            'counters': {}, 'seconds': 1.0, 'forward_seconds': 1.0}).encode()), 'identical'),
 

@@ -41,6 +41,17 @@ from .generation import STEP_COUNTERS
 log = logging.getLogger('recstudio_rsir')
 
 SAVE_EVERY_SECONDS = 300.0     # at most this much generation work is redone after an interruption
+MANIFEST = 'progress.json'     # the file names in a progress folder (see the layout above)
+
+
+def part_name(i: int) -> str:
+    """File name of the ``i``-th saved part."""
+    return f'part_{i:05d}.npz'
+
+
+def discard_progress(folder: str) -> None:
+    """Remove a progress folder (the round's rows are written, or it belongs to another generator)."""
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def fingerprint(cfg, sources: List[List[int]], model=None, penalty: Optional[torch.Tensor] = None) -> str:
@@ -84,7 +95,7 @@ class GenerationCheckpoint:
 
     @property
     def manifest(self) -> str:
-        return os.path.join(self.folder, 'progress.json')
+        return os.path.join(self.folder, MANIFEST)
 
     def restore(self, num_trajectories: int) -> Optional[Restored]:
         """The saved progress of this generator, or None: nothing saved, or saved by another generator,
@@ -139,7 +150,7 @@ class GenerationCheckpoint:
         if not self._tids:
             return
         os.makedirs(self.folder, exist_ok=True)
-        name = f'part_{len(self._parts):05d}.npz'
+        name = part_name(len(self._parts))
         path = os.path.join(self.folder, name)
         D.save_sequences(path, self._rows, self._tids)
         self._parts.append({'file': name, 'trajectories': len(self._tids), 'digest': file_digest(path)})
@@ -152,5 +163,5 @@ class GenerationCheckpoint:
 
     def discard(self) -> None:
         """Remove the folder (the round's rows are written, or the progress is of another generator)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        discard_progress(self.folder)
         self._parts, self._tids, self._rows = [], [], []

@@ -8,7 +8,6 @@ last completed step.
 """
 import logging
 import os
-import shutil
 import time
 
 import torch
@@ -23,6 +22,7 @@ from ..data import load_sequences, save_sequences   # noqa: F401 - also loop's p
 from ..errors import UserError
 from ..records import METRICS, RoundResult, RunLayout, RunResult, SuiteLayout
 from .augmenters import AugmentContext, check_output, get_augmenter
+from .gen_checkpoint import discard_progress
 from .generation import GenStats, filter_sequences
 
 log = logging.getLogger('recstudio_rsir')
@@ -182,7 +182,7 @@ def run(cfg, progress=True, callbacks=(), experiment=None):
                 gen_info['artifacts'] = dist.on_main(lambda: {'synthetic.npz': file_digest(lay.synthetic(k))})
                 write_json(lay.generation(k), gen_info)
                 if dist.is_main:
-                    shutil.rmtree(lay.generation_progress(k), ignore_errors=True)   # the rows are written
+                    discard_progress(lay.generation_progress(k))   # the rows are written
             log.info(gen_info.get('summary') or f'round {k} {cfg["augment"]}: kept {len(new)} rows')
             synthetic = synthetic + new
         train, val, test = ex.splits(synthetic)
