@@ -50,6 +50,7 @@ DEFAULTS = {
         'num_threads': None,      # default: the number of CPU cores
         'precision': 'fp32',      # fp32 | bf16 (autocast of the training step's forward)
         'compile': False,         # torch.compile the training step
+        'save_every_s': 600,      # seconds between resume states saved inside an epoch (0: at epoch ends only)
     },
     'rsir': {
         'rounds': 1,              # K: number of generate-and-retrain rounds after round 0
@@ -292,6 +293,8 @@ def validate(cfg):
     _check(_is_int(t['batch_size']) and t['batch_size'] >= 1, 'train.batch_size', t['batch_size'], 'an integer >= 1')
     _check(_is_int(t['patience']) and t['patience'] >= 1, 'train.patience', t['patience'], 'an integer >= 1')
     _check(isinstance(t['compile'], bool), 'train.compile', t['compile'], 'true or false')
+    _check(_is_number(t['save_every_s']) and 0 <= t['save_every_s'] < float('inf'), 'train.save_every_s',
+           t['save_every_s'], 'a finite number of seconds >= 0 (0: resume states at epoch ends only)')
     _check(_is_number(r['synthetic_weight']) and 0 <= r['synthetic_weight'] < float('inf'), 'rsir.synthetic_weight',
            r['synthetic_weight'], 'a finite number >= 0')
     _check(r['synthetic_weight'] == 1 or t['regime'] == 'user', 'rsir.synthetic_weight', r['synthetic_weight'],

@@ -372,3 +372,54 @@ def test_scaling_benchmark_times_part_of_an_epoch_and_scales_it_by_batches(tmp_p
     assert rec['stages']['generate']['sources'] == 20
     assert 50 <= rec['stages']['evaluate']['eval_users'] < 600     # whole evaluation batches of the first users
     assert 'from a part' in bench.table(str(tmp_path)).split('| epoch |')[1].split('\n')[0]
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize('regime', ['user', 'prefix'])
+def test_a_kill_inside_an_epoch_resumes_from_the_batch_it_saved(small_file, tmp_path, regime):
+    """``train.save_every_s``: resume states saved inside an epoch (here after every batch) hold the
+    batch, the epoch's start RNG states and its running loss; a run killed in the middle of epoch 1
+    replays the loader to that batch and ends with the losses, validation and weights of an uninterrupted
+    run (dropout on: the RNG states after the batch are restored too)."""
+    from recstudio_rsir.algorithm import loop
+    cfg = tiny_cfg(small_file, tmp_path / 'out', batch_size=32, regime=regime)
+    torch.set_num_threads(1)
+    ex = loop.Experiment(cfg, str(tmp_path / 'out'))
+    tr, va, _ = ex.splits([])
+    train_cfg = dict(ex.cfg['train'], epochs=2, patience=2)
+
+    def run(folder, init_seed, save_every_s, kill_at=None):
+        torch.manual_seed(init_seed)
+        model = ex.new_model(tr)
+        loader, calls = tr.train_loader, []
+
+        def killing_loader(**kw):
+            calls.append(1)
+            for i, b in enumerate(loader(**kw)):
+                if kill_at and len(calls) == 2 and i == kill_at:
+                    raise _Killed
+                yield b
+        tr.train_loader = killing_loader
+        try:
+            s = training.fit(model, tr, va, dict(train_cfg, save_every_s=save_every_s), str(folder), ex.device)
+        finally:
+            tr.train_loader = loader
+        return s, model
+
+    torch.manual_seed(1)
+    ref, ref_model = run(tmp_path / 'ref', 0, 0)
+    torch.manual_seed(1)
+    with pytest.raises(_Killed):
+        run(tmp_path / 'killed', 0, 1e-9, kill_at=5)
+    st = training.load_checkpoint(str(tmp_path / 'killed' / 'train_state.pt'))
+    assert st['epoch'] == 0 and st['in_epoch']['epoch'] == 1 and st['in_epoch']['batches'] == 5
+    assert len(st['history']) == 1
+    torch.manual_seed(99)                   # another global RNG and initialisation: all of it comes from the file
+    got, got_model = run(tmp_path / 'killed', 5, 0)
+    assert [h['loss'] for h in got['history']] == [h['loss'] for h in ref['history']]
+    assert [h['val_ndcg@20'] for h in got['history']] == [h['val_ndcg@20'] for h in ref['history']]
+    for (name, a), b in zip(ref_model.state_dict().items(), got_model.state_dict().values()):
+        assert torch.equal(a, b), name

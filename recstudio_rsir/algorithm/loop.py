@@ -237,7 +237,7 @@ def augment_round(aug, ex, model, sources, synthetic, k, progress, resume_dir=No
 
 # options that may change when a run is continued in the same folder
 RESUMABLE_CHANGES = {('rsir', 'rounds'), ('train', 'num_threads'), ('train', 'device'), ('output',),
-                     ('rsir', 'kv_cache')}     # the same rows either way
+                     ('rsir', 'kv_cache'), ('train', 'save_every_s')}     # the same rows and models either way
 
 
 def check_output_folder(cfg, out):

@@ -11,12 +11,18 @@ Evaluation is leave-one-out with full ranking over all items, the user's history
 (RecStudio's ``user_hist``: training items for validation, training+validation items for test),
 NDCG@K and Recall@K.  It is the same code on both RecStudio flavours.
 
-Checkpoint dict (``<dir>/train_state.pt``, written atomically after every epoch)::
+Checkpoint dict (``<dir>/train_state.pt``, written atomically after every epoch and, every
+``train.save_every_s`` seconds, inside one)::
 
     {'epoch', 'model', 'optimizer', 'best_score', 'best_epoch', 'bad_epochs', 'history',
-     'rng': {'torch', 'numpy', 'python', 'negatives'}, 'seconds', 'complete'}
+     'rng': {'torch', 'numpy', 'python', 'cuda', 'negatives'}, 'seconds', 'complete', 'data',
+     'in_epoch': None | {'epoch', 'batches', 'rng_start', 'loss', 'aux_loss', 'trained', 'seconds'}}
 
-and the best weights in ``<dir>/best.pt``.
+``epoch`` is the last finished epoch.  A state saved inside an epoch also holds ``in_epoch``: that
+epoch, how many loader batches it had consumed, the RNG states at its start (they give the loader the
+same shuffle again), its running loss sums and seconds; ``model``, ``optimizer`` and ``rng`` are then
+those after that batch.  Resuming replays the loader to that batch and goes on, so the result equals an
+uninterrupted run's.  The best weights are in ``<dir>/best.pt``.
 """
 import logging
 import os
@@ -258,7 +264,8 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
     its slice of every global batch under ``DistributedDataParallel``; rank 0 writes the files.
 
     cfg keys: regime, epochs, learning_rate, weight_decay, patience, eval_every, num_negatives,
-    batch_size, eval_batch_size, seed, precision (fp32 | bf16: the step's forward under autocast, its
+    batch_size, eval_batch_size, seed, save_every_s (seconds between resume states saved inside an
+    epoch; 0: at epoch ends only; a torchrun job saves at epoch ends only), precision (fp32 | bf16: the step's forward under autocast, its
     matrix products in bfloat16; weights, optimizer, evaluation and generation stay float32), compile
     (torch.compile the step), eval_max_users (validate on the first N users only; benchmarks on
     data where full-ranking validation of every user would dominate, e.g. benchmarks/scaling.py).
@@ -268,7 +275,7 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
     num_items = train_data.num_items
     opt = torch.optim.Adam(model.parameters(), lr=cfg['learning_rate'], weight_decay=cfg.get('weight_decay', 0.0))
     gen = torch.Generator().manual_seed(int(cfg.get('seed', 0)) + 7919)
-    start_epoch, best, best_epoch, bad, history, seconds = 0, -1.0, -1, 0, [], 0.0
+    start_epoch, best, best_epoch, bad, history, seconds, part = 0, -1.0, -1, 0, [], 0.0, None
     if os.path.exists(state_path):
         st = load_checkpoint(state_path)
         if data is not None and st.get('data') not in (None, data):
@@ -282,8 +289,11 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
         opt.load_state_dict(st['optimizer'])
         _set_rng_state(st['rng'], gen)
         start_epoch, best, best_epoch, bad = st['epoch'] + 1, st['best_score'], st['best_epoch'], st['bad_epochs']
-        history, seconds = st['history'], st['seconds']
-        log.info('resuming training at epoch %d (best val ndcg@20 %.4f at epoch %d)', start_epoch, best, best_epoch)
+        history, seconds, part = st['history'], st['seconds'], st.get('in_epoch')
+        if part is not None:
+            part['rng'] = st['rng']
+        log.info('resuming training at epoch %d%s (best val ndcg@20 %.4f at epoch %d)', start_epoch,
+                 f", batch {part['batches']}" if part else '', best, best_epoch)
     dist.barrier()                     # every rank has read the folder before rank 0 writes to it
 
     metric = cfg.get('val_metric', 'ndcg@20')
@@ -298,13 +308,27 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
     if cfg.get('compile'):
         step = torch.compile(step)
     bf16 = cfg.get('precision', 'fp32') == 'bf16'
+    # in-epoch resume states: single-process runs (a torchrun job's ranks hold their own running loss sums)
+    save_every = 0.0 if dist.active else float(cfg.get('save_every_s', 0) or 0)
     for epoch in range(start_epoch, cfg['epochs']):
-        t0 = time.time()
-        if dist.active:                # rank 0's RNG states on every rank: the same shuffle everywhere
+        t0 = last_save = time.time()
+        total, aux_total, nb, consumed = 0.0, 0.0, 0, 0
+        if part is not None:           # this epoch's shuffle again: its start's RNG states (every rank reads the file)
+            _set_rng_state(part['rng_start'], gen)
+            total, aux_total, nb, consumed = part['loss'], part['aux_loss'], part['trained'], part['batches']
+            t0 -= part['seconds']
+        elif dist.active:              # rank 0's RNG states on every rank: the same shuffle everywhere
             _set_rng_state(dist.broadcast(_rng_state(gen)), gen)
+        rng_start = _rng_state(gen)
         model.train()
-        total, aux_total, nb = 0.0, 0.0, 0
-        for batch in train_data.train_loader(batch_size=cfg['batch_size'], shuffle=True, num_workers=0):
+        batches = iter(train_data.train_loader(batch_size=cfg['batch_size'], shuffle=True, num_workers=0))
+        if part is not None:           # replay the loader to the saved batch, then the RNG states saved there
+            for _ in range(consumed):
+                next(batches)
+            _set_rng_state(part['rng'], gen)
+            part = None
+        for batch in batches:
+            consumed += 1
             B = len(batch[fiid])
             if B < dist.world:         # a last global batch too small to give every rank a row
                 continue
@@ -329,6 +353,14 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
             opt.step()
             total += float(loss.detach())
             nb += 1
+            if save_every and time.time() - last_save >= save_every:
+                _save({'epoch': epoch - 1, 'model': model.state_dict(), 'optimizer': opt.state_dict(),
+                       'best_score': best, 'best_epoch': best_epoch, 'bad_epochs': bad, 'history': history,
+                       'rng': _rng_state(gen), 'seconds': seconds, 'complete': False, 'data': data,
+                       'in_epoch': {'epoch': epoch, 'batches': consumed, 'rng_start': rng_start, 'loss': total,
+                                    'aux_loss': aux_total, 'trained': nb, 'seconds': time.time() - t0}},
+                      state_path)
+                last_save = time.time()
         if dist.active:                # the mean over the ranks is the global batch's loss
             total, aux_total = (x / dist.world for x in dist.all_sum([total, aux_total]))
         train_s = time.time() - t0
