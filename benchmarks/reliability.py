@@ -160,7 +160,7 @@ def bad_input_cases(tmp):
                      ('--rsir.tau', '-1'), ('--augment', 'nonsense'), ('--train.device', 'tpu'),
                      ('--model.embed_dim', '0'), ('--model.head_num', '3'), ('--model.dropout_rate', '1.5'),
                      ('--model.activation', 'swish'), ('--nonsense.option', '1'), ('--rsir.fidelity', 'sometimes'),
-                     ('--aug.seed', 'x')]:
+                     ('--aug.seed', 'x'), ('--save_every_s', '-1')]:
         cases.append((f'{opt} {val}', ['-d', ok, opt, val], [opt.lstrip('-').split('.')[-1]]))
     cases.append(('output is a file', ['-d', ok, '--output', os.path.join(tmp, 'a_file')], ['a_file', 'is a file']))
     return cases
@@ -512,17 +512,19 @@ def try_malicious(name, plant, ref, data, tmp):
 def kill_soak(data, tmp, kills, rng, rounds=3):
     """SIGKILL a ``rounds``-round RSIR run at ``kills`` random moments (each within the time an
     uninterrupted run takes), re-start it after each; a run that finishes before its kill is
-    compared and a new one begun.  Returns (kills landed, kills whose run ended identical to the
-    uninterrupted one, runs compared, [failures])."""
+    compared and a new one begun.  Training runs batches of 16 and saves a resume state after every
+    one (``--save_every_s``), so most kills leave one from inside an epoch.  Returns (kills landed,
+    kills whose run ended identical to the uninterrupted one, runs compared, [failures], kills that left
+    a resume state from inside an epoch)."""
     ref = os.path.join(tmp, 'soak_reference')
     t0 = time.time()
-    finished_run_args = [*RSIR, '--rsir.rounds', str(rounds)]
+    finished_run_args = [*RSIR, '--rsir.rounds', str(rounds), '--save_every_s', '1e-6', '--batch_size', '16']
     if not os.path.exists(RunLayout(ref).results):
         r = run_cli(data, ref, *finished_run_args)
         if r.returncode != 0:
             raise SystemExit(f'the soak reference failed: {r.stderr[-2000:]}')
     t_ref = time.time() - t0
-    landed, identical, compared, failures, n, in_run = 0, 0, 0, [], 0, 0
+    landed, identical, compared, failures, n, in_run, in_epoch = 0, 0, 0, [], 0, 0, 0
     cmd = [sys.executable, 'run_recstudio.py', '-m', 'SASRec', '-d', str(data), *TINY, *finished_run_args]
     run = None
     while landed < kills or run is not None:
@@ -540,6 +542,8 @@ def kill_soak(data, tmp, kills, rng, rounds=3):
                 proc.wait()
                 landed += 1
                 in_run += 1
+                in_epoch += any(_in_epoch_state(os.path.join(RunLayout(run).model_dir(k), TRAIN_STATE))
+                                for k in range(rounds + 1))
                 continue
         else:
             proc.wait()
@@ -555,7 +559,16 @@ def kill_soak(data, tmp, kills, rng, rounds=3):
                 identical += in_run
         shutil.rmtree(run, ignore_errors=True)
         run, in_run = None, 0
-    return landed, identical, compared, failures
+    return landed, identical, compared, failures, in_epoch
+
+
+def _in_epoch_state(path):
+    """Whether ``path`` is a training resume state saved inside an epoch."""
+    from recstudio_rsir.algorithm.training import load_checkpoint
+    try:
+        return os.path.exists(path) and load_checkpoint(path).get('in_epoch') is not None
+    except Exception:                                   # noqa: BLE001 - the resumed run reports a bad file
+        return False
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -600,9 +613,11 @@ def main(argv=None):
     record('malicious files', [try_malicious(n, f, ref, data, work) for n, f in malicious_cases()])
     outs = [try_damage(n, f, e, ref, data, work) for n, f, e in damage_cases()]
     record('damaged run folders', outs, resumed=sum(o == 'identical' for o, _ in outs))
-    landed, identical, compared, failures = kill_soak(data, work, a.kills, rng)
-    rows.append({'part': f'SIGKILL soak (3-round RSIR; {landed} kills over {compared} runs)', 'tried': landed,
-                 'handled cleanly': identical, 'identical after resume': identical, 'runs': compared})
+    landed, identical, compared, failures, in_epoch = kill_soak(data, work, a.kills, rng)
+    rows.append({'part': f'SIGKILL soak (3-round RSIR; {landed} kills over {compared} runs, {in_epoch} inside '
+                         'an epoch)', 'tried': landed,
+                 'handled cleanly': identical, 'identical after resume': identical, 'runs': compared,
+                 'in_epoch': in_epoch})
     details.extend({'part': 'soak', 'outcome': 'FAILED', 'detail': f} for f in failures)
     print(f'soak: {landed} kills over {compared} runs, {len(failures)} failures', flush=True)
 

@@ -71,7 +71,7 @@ def test_kill_soak_small(reference):
     uninterrupted one (the benchmark does 20+)."""
     import random
     _, data, work = reference
-    landed, identical, compared, failures = R.kill_soak(data, work, 2, random.Random(7))
+    landed, identical, compared, failures, _ = R.kill_soak(data, work, 2, random.Random(7))
     assert landed == 2 and identical == 2 and compared >= 1 and failures == [], failures
 
 
