@@ -160,7 +160,7 @@ def bad_input_cases(tmp):
                      ('--rsir.tau', '-1'), ('--augment', 'nonsense'), ('--train.device', 'tpu'),
                      ('--model.embed_dim', '0'), ('--model.head_num', '3'), ('--model.dropout_rate', '1.5'),
                      ('--model.activation', 'swish'), ('--nonsense.option', '1'), ('--rsir.fidelity', 'sometimes'),
-                     ('--aug.seed', 'x'), ('--save_every_s', '-1')]:
+                     ('--aug.seed', 'x'), ('--save_every_s', '-1'), ('--augment', '-.inf'), ('--seed', 'abc')]:
         cases.append((f'{opt} {val}', ['-d', ok, opt, val], [opt.lstrip('-').split('.')[-1]]))
     cases.append(('output is a file', ['-d', ok, '--output', os.path.join(tmp, 'a_file')], ['a_file', 'is a file']))
     return cases

@@ -27,9 +27,21 @@ USAGE = """run_recstudio.py -m MODEL -d DATASET [--augment none|rsir|reorder|ins
   any other --KEY is passed to the backbone (RecStudio's model config)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are the plugin's one line (``error: ...``, exit 2) instead of the usage
+    text and a second line; e.g. ``--augment -.inf`` (a value argparse takes for an option)."""
+
+    def error(self, message):
+        hint = ''
+        if 'expected one argument' in message:                 # "argument -d/--dataset: expected ..."
+            opt = message.split()[1].rstrip(':').split('/')[-1]
+            hint = f' (missing, or it starts with -: write {opt}=VALUE)'
+        raise UserError(f'{self.prog}: {message}{hint}; see {self.prog} --help')
+
+
 def _split_flags(argv):
     """Separate known options from --key value pairs."""
-    p = argparse.ArgumentParser(prog='run_recstudio.py', usage=USAGE, add_help=True)
+    p = _Parser(prog='run_recstudio.py', usage=USAGE, add_help=True)
     p.add_argument('-m', '--model', dest='model_name')
     p.add_argument('-d', '--dataset')
     p.add_argument('--augment')
@@ -157,7 +169,7 @@ def _multi_run_args(p, argv):
 
 
 def suite_main(argv):
-    p = argparse.ArgumentParser(prog='rsir suite', description='Methods x seeds from a suite YAML')
+    p = _Parser(prog='rsir suite', description='Methods x seeds from a suite YAML')
     p.add_argument('file')
     p.add_argument('--seeds', help='comma list overriding the file\'s seeds')
     p.add_argument('--methods', help='comma list: run only these methods now (and base); e.g. in two shells')
@@ -176,7 +188,7 @@ def suite_main(argv):
 
 
 def matrix_main(argv):
-    p = argparse.ArgumentParser(prog='rsir matrix', description='Teacher x student matrix of one RSIR round')
+    p = _Parser(prog='rsir matrix', description='Teacher x student matrix of one RSIR round')
     p.add_argument('-d', '--dataset', required=True)
     p.add_argument('--models', required=True, help='comma list of backbones, e.g. SASRec,CL4SRec,HSTU')
     p.add_argument('--seeds', default='2022')
@@ -198,7 +210,7 @@ def matrix_main(argv):
 
 
 def report_main(argv):
-    p = argparse.ArgumentParser(prog='rsir report', description='report.md + plots of an output folder')
+    p = _Parser(prog='rsir report', description='report.md + plots of an output folder')
     p.add_argument('folder')
     a = p.parse_args(argv)
     from .analysis import report
@@ -207,7 +219,7 @@ def report_main(argv):
 
 
 def stats_main(argv):
-    p = argparse.ArgumentParser(prog='rsir stats', description='Statistics of a dataset')
+    p = _Parser(prog='rsir stats', description='Statistics of a dataset')
     p.add_argument('-d', '--dataset', required=True)
     a = p.parse_args(argv)
     import tempfile
