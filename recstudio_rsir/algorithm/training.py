@@ -308,6 +308,14 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
     if cfg.get('compile'):
         step = torch.compile(step)
     bf16 = cfg.get('precision', 'fp32') == 'bf16'
+
+    def save_state(last_epoch, in_epoch=None):
+        """Write the resume state (module docstring) after epoch ``last_epoch``, or inside the next one;
+        it holds the loop's counters (best, bad, history, seconds) as they are at the call."""
+        _save({'epoch': last_epoch, 'model': model.state_dict(), 'optimizer': opt.state_dict(), 'best_score': best,
+               'best_epoch': best_epoch, 'bad_epochs': bad, 'history': history, 'rng': _rng_state(gen),
+               'seconds': seconds, 'complete': False, 'data': data, 'in_epoch': in_epoch}, state_path)
+
     # in-epoch resume states: single-process runs (a torchrun job's ranks hold their own running loss sums)
     save_every = 0.0 if dist.active else float(cfg.get('save_every_s', 0) or 0)
     for epoch in range(start_epoch, cfg['epochs']):
@@ -354,12 +362,8 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
             total += float(loss.detach())
             nb += 1
             if save_every and time.time() - last_save >= save_every:
-                _save({'epoch': epoch - 1, 'model': model.state_dict(), 'optimizer': opt.state_dict(),
-                       'best_score': best, 'best_epoch': best_epoch, 'bad_epochs': bad, 'history': history,
-                       'rng': _rng_state(gen), 'seconds': seconds, 'complete': False, 'data': data,
-                       'in_epoch': {'epoch': epoch, 'batches': consumed, 'rng_start': rng_start, 'loss': total,
-                                    'aux_loss': aux_total, 'trained': nb, 'seconds': time.time() - t0}},
-                      state_path)
+                save_state(epoch - 1, {'epoch': epoch, 'batches': consumed, 'rng_start': rng_start, 'loss': total,
+                                       'aux_loss': aux_total, 'trained': nb, 'seconds': time.time() - t0})
                 last_save = time.time()
         if dist.active:                # the mean over the ranks is the global batch's loss
             total, aux_total = (x / dist.world for x in dist.all_sum([total, aux_total]))
@@ -383,9 +387,7 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
         if progress:
             progress(rec)
         stop = bad >= cfg['patience'] or last
-        _save({'epoch': epoch, 'model': model.state_dict(), 'optimizer': opt.state_dict(), 'best_score': best,
-               'best_epoch': best_epoch, 'bad_epochs': bad, 'history': history, 'rng': _rng_state(gen),
-               'seconds': seconds, 'complete': False, 'data': data}, state_path)
+        save_state(epoch)
         if stop:
             break
 
