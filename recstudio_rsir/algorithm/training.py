@@ -265,8 +265,9 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
 
     cfg keys: regime, epochs, learning_rate, weight_decay, patience, eval_every, num_negatives,
     batch_size, eval_batch_size, seed, save_every_s (seconds between resume states saved inside an
-    epoch; 0: at epoch ends only; a torchrun job saves at epoch ends only), precision (fp32 | bf16: the step's forward under autocast, its
-    matrix products in bfloat16; weights, optimizer, evaluation and generation stay float32), compile
+    epoch; 0: at epoch ends only; a torchrun job saves at epoch ends only), precision (fp32 | bf16:
+    the step's forward under autocast, its matrix products in bfloat16; weights, optimizer,
+    evaluation and generation stay float32), compile
     (torch.compile the step), eval_max_users (validate on the first N users only; benchmarks on
     data where full-ranking validation of every user would dominate, e.g. benchmarks/scaling.py).
     """
@@ -317,7 +318,7 @@ def fit(model, train_data, val_data, cfg, folder, device='cpu', progress=None, d
                'seconds': seconds, 'complete': False, 'data': data, 'in_epoch': in_epoch}, state_path)
 
     # in-epoch resume states: single-process runs (a torchrun job's ranks hold their own running loss sums)
-    save_every = 0.0 if dist.active else float(cfg.get('save_every_s', 0) or 0)
+    save_every = 0.0 if dist.active else float(cfg.get('save_every_s', 0))
     for epoch in range(start_epoch, cfg['epochs']):
         t0 = last_save = time.time()
         total, aux_total, nb, consumed = 0.0, 0.0, 0, 0
